@@ -1,0 +1,3 @@
+from gensdk.cli.main import main
+
+main()

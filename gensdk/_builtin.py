@@ -1,0 +1,17 @@
+"""The core's essential plugin: built the same way as every other plugin, but it cannot be disabled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gensdk._markers import hookimpl
+
+if TYPE_CHECKING:
+    from gensdk.registry import Registrar
+
+
+@hookimpl(trylast=True)
+def register_audit_sinks(register: Registrar) -> None:
+    from gensdk.audit import SQLiteAuditSink
+
+    register(SQLiteAuditSink)

@@ -1,0 +1,67 @@
+"""`gensdk generate DIR`: generate through the engine's policies, write what was released."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gensdk.cli.output import console, parse_assignments, print_json
+
+AUDIT_HELP = "Audit trail (path or URL). Default: $GENSDK_AUDIT, else the user data directory."
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n", default=1, show_default=True, help="Outputs to generate (rows for tables).")
+@click.option("--seed", type=int, default=None, help="Seed; the same seed gives the same outputs.")
+@click.option("--prompt", "prompts", multiple=True, help="Prompt (repeat for several).")
+@click.option("--condition", "conditions", multiple=True, metavar="COLUMN=VALUE", help="Condition on a column (tables).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Family-specific option (JSON value).")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Where to write released outputs.")
+@click.option("--config", "config", type=click.Path(path_type=Path), default=None, envvar="GENSDK_CONFIG", help="gensdk.toml with the policies to enforce.")
+@click.option("--audit", "audit", default=None, envvar="GENSDK_AUDIT", help=AUDIT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON.")
+def generate(model_dir: Path, n: int, seed: int | None, prompts: tuple[str, ...], conditions: tuple[str, ...],
+             params: tuple[str, ...], out: Path | None, config: Path | None, audit: str | None, as_json: bool) -> None:
+    """Generate from a model directory through every enabled policy."""
+    from gensdk.engine import Engine
+    from gensdk.outputs import write_outputs
+
+    request = {"n": n, "seed": seed, "prompts": list(prompts) or None,
+               "conditions": parse_assignments(conditions, "--condition"), "params": parse_assignments(params, "--param")}
+    with Engine(config, audit=audit) as engine:
+        result = engine.generate(model_dir, request)
+    written = write_outputs(result.outputs, out) if out and result.outputs else []
+    summary = _summary(result, written)
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    result.raise_for_verdict()
+
+
+def _summary(result, written: list[Path]) -> dict:
+    return {
+        "verdict": result.verdict.value,
+        "generated": len(result.output_verdicts),
+        "released": len(result.outputs),
+        "blocked": result.blocked,
+        "seed": result.seed,
+        "audit_record_id": result.audit_record_id,
+        "policies": [{"id": o.policy_id, "status": o.status, "verdict": o.verdict.value, "error": o.error,
+                      "findings": len(o.findings)} for o in result.outcomes],
+        "written": [str(p) for p in written],
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    out = console()
+    colour = {"pass": "green", "warn": "yellow", "bypassed": "yellow", "block": "red"}[summary["verdict"]]
+    out.print(f"verdict [{colour}]{summary['verdict']}[/{colour}]: {summary['released']} of "
+              f"{summary['generated']} outputs released (seed {summary['seed']}, audit record {summary['audit_record_id']})")
+    for policy in summary["policies"]:
+        out.print(f"  policy {policy['id']}: {policy['status']} -> {policy['verdict']}"
+                  + (f" ({policy['error']})" if policy["error"] else ""), highlight=False)
+    for path in summary["written"][:5]:
+        out.print(f"  wrote {path}")

@@ -1,0 +1,258 @@
+"""The engine: one call that returns outputs already checked, transformed and logged.
+
+    with Engine("gensdk.toml") as engine:
+        result = engine.generate("models/adult-gmm", n=1000, seed=7)
+        frame = result.raise_for_verdict().table()
+
+Data flow per request (see DESIGN.md): resolve the model -> check_request -> for each micro-batch:
+prepare_generation -> family.generate -> transform_output -> inspect_output -> verdicts -> audit append
+(committed) -> Result. Nothing is returned before its audit record is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from gensdk.audit import AuditSink, open_audit_sink
+from gensdk.config import EngineConfig
+from gensdk.device import batch_seed, inference_mode, resolve_device, resolve_dtype
+from gensdk.errors import ConfigError, GenerationError, GensdkError, ModelLoadError, UnknownComponentError
+from gensdk.family import MANIFEST_NAME, ModelFamily, read_manifest
+from gensdk.outputs import Output
+from gensdk.pipeline import BatchVerdicts, PolicyRunner
+from gensdk.plugins import get_plugin_host
+from gensdk.policy import Policy
+from gensdk.request import GenerationContext, Request, fresh_seed, parse_request
+from gensdk.result import Result
+from gensdk.verdicts import PolicyOutcome, Verdict, most_severe
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("gensdk.engine")
+
+
+@dataclass
+class _Run:
+    """Everything one generate() call accumulates before it is written to the audit trail."""
+
+    request: Request
+    seed: int
+    model: ModelFamily
+    outcomes: dict[str, PolicyOutcome]
+    outputs: list[Output] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def add_time(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        plugins: Iterable[Any] = (),
+        load_entrypoints: bool = True,
+        policies: Sequence[Policy] = (),
+        audit: AuditSink | str | Path | None = None,
+    ):
+        """`plugins` are registered beside (or, with load_entrypoints=False, instead of) installed ones;
+        `policies` are policy instances enabled after those the configuration names."""
+        self.config = EngineConfig.parse(config)
+        self.host = get_plugin_host(plugins, load_entrypoints)
+        self.device = resolve_device(self.config.device)
+        self.dtype = resolve_dtype(self.config.dtype, self.device)
+        self.policies = [*self._configured_policies(), *policies]
+        self._runner = PolicyRunner(self.host.pm, self.policies)
+        self.audit = audit if isinstance(audit, AuditSink) else self._open_audit(audit)
+        self._models: dict[str, ModelFamily] = {}
+
+    def _configured_policies(self) -> list[Policy]:
+        return [
+            self.host.policies.get(pc.id)(pc.options, settings=pc.settings())
+            for pc in self.config.policies
+        ]
+
+    def _open_audit(self, target: str | Path | None) -> AuditSink:
+        sinks = {reg.id: reg.component for reg in self.host.sinks}
+        return open_audit_sink(target or self.config.audit, sinks=sinks, **self.config.audit_options)
+
+    # -- models ---------------------------------------------------------------------------------------------
+
+    def load_model(self, path: str | Path) -> ModelFamily:
+        """Load (once; cached on the engine) a model directory through the family that owns it."""
+        key = str(Path(path).resolve())
+        if key not in self._models:
+            self._models[key] = self._load_uncached(Path(path))
+        return self._models[key]
+
+    def _load_uncached(self, path: Path) -> ModelFamily:
+        family = self._family_for(path)
+        try:
+            return family.load(path)
+        except GensdkError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load {path} as a {family.id} model: {type(exc).__name__}: {exc}") from exc
+
+    def _family_for(self, path: Path) -> type[ModelFamily]:
+        if not path.is_dir():
+            raise ModelLoadError(f"model directory {path} does not exist or is not a directory")
+        if (path / MANIFEST_NAME).exists():
+            return self.host.families.get(read_manifest(path)["family"])
+        claimants = [reg.component for reg in self.host.families if reg.component.recognizes(path)]
+        if len(claimants) == 1:
+            return claimants[0]
+        if not claimants:
+            raise ModelLoadError(f"{path} is not a model directory any installed family recognises")
+        names = ", ".join(c.id for c in claimants)
+        raise ModelLoadError(f"{path} is claimed by several model families ({names}); load it with one of them")
+
+    def family(self, family_id: str) -> type[ModelFamily]:
+        return self.host.families.get(family_id)
+
+    def policy(self, policy_id: str) -> Policy:
+        for policy in self.policies:
+            if policy.id == policy_id:
+                return policy
+        raise UnknownComponentError(f"policy {policy_id!r} is not enabled on this engine")
+
+    # -- generation -----------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        model: ModelFamily | str | Path,
+        request: Request | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Result:
+        """Generate through every enabled policy; return only after the audit record is committed."""
+        family = model if isinstance(model, ModelFamily) else self.load_model(model)
+        req = parse_request(request, fields)
+        run = _Run(req, req.seed if req.seed is not None else fresh_seed(), family, self._runner.start(req, family.modality))
+        try:
+            self._execute(run)
+        except GenerationError as exc:
+            run.error = str(exc)
+            run.outputs, run.verdicts = [], []
+            self._commit(run)
+            raise
+        return self._commit(run)
+
+    def _execute(self, run: _Run) -> None:
+        ctx = self._context(run, batch_index=0)
+        started = time.perf_counter()
+        floor = self._runner.check_request(run.request, ctx, run.outcomes)
+        run.add_time("check_request", started)
+        if not floor.releases:
+            return  # blocked before anything was generated
+        batch_size = self.config.max_batch_size or run.model.default_batch_size
+        if batch_size < 1:
+            raise ConfigError(f"max_batch_size must be at least 1, not {batch_size}")
+        for index, sub in enumerate(run.model.split(run.request, batch_size)):
+            self._run_batch(run, sub, index, floor)
+
+    def _run_batch(self, run: _Run, sub: Request, index: int, floor: Verdict) -> None:
+        ctx = self._context(run, index, sub)
+        ctx.batch_offset = len(run.outputs)
+        started = time.perf_counter()
+        pre = BatchVerdicts(0, floor=floor)
+        owners = self._runner.prepare(sub, ctx, run.outcomes, pre)
+        run.add_time("prepare", started)
+        started = time.perf_counter()
+        with inference_mode():
+            outputs = run.model.generate(sub, ctx)
+        run.add_time("generate", started)
+        verdicts = BatchVerdicts(len(outputs), floor=pre.floor)
+        self._runner.fail_unapplied(ctx, owners, run.outcomes, verdicts, run.model.id)
+        started = time.perf_counter()
+        self._runner.transform(outputs, ctx, run.outcomes, verdicts)
+        run.add_time("transform", started)
+        started = time.perf_counter()
+        self._runner.inspect(outputs, ctx, run.outcomes, verdicts)
+        run.add_time("inspect", started)
+        run.outputs.extend(outputs)
+        run.verdicts.extend(verdicts.final())
+
+    def _context(self, run: _Run, batch_index: int, sub: Request | None = None) -> GenerationContext:
+        return GenerationContext(
+            request=sub or run.request,
+            seed=batch_seed(run.seed, batch_index),
+            device=self.device,
+            dtype=self.dtype,
+            modality=run.model.modality,
+            model_info=run.model.identity(),
+            batch_index=batch_index,
+        )
+
+    def _commit(self, run: _Run) -> Result:
+        started = time.perf_counter()
+        outcomes = list(run.outcomes.values())
+        verdict = _overall(run, outcomes)
+        digests = [o.digest() for o in run.outputs]
+        run.add_time("digest", started)
+        body = self._record_body(run, outcomes, verdict, digests)
+        receipt = self.audit.append(body)
+        released = [o for o, v in zip(run.outputs, run.verdicts) if v.releases]
+        for output, digest in zip(run.outputs, digests):
+            output.metadata["audit_record_id"] = receipt.record_id
+            output.metadata["digest"] = digest
+        return Result(
+            outputs=released,
+            verdict=verdict,
+            outcomes=outcomes,
+            output_verdicts=list(run.verdicts),
+            audit_record_id=receipt.record_id,
+            audit_hash=receipt.hash,
+            seed=run.seed,
+            model=body["model"],
+        )
+
+    def _record_body(self, run: _Run, outcomes: list[PolicyOutcome], verdict: Verdict, digests: list[str]) -> dict[str, Any]:
+        from gensdk import __version__
+
+        return {
+            "record_id": uuid.uuid4().hex,
+            "kind": "generation",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "request_id": run.request.request_id,
+            "request_digest": run.request.digest(),
+            "seed": run.seed,
+            "model": run.model.identity(),
+            "engine": {"gensdk_version": __version__, "device": self.device, "dtype": self.dtype},
+            "policies": [o.to_record() for o in outcomes],
+            "outputs": [
+                {"index": i, "modality": o.modality, "digest": d, "verdict": v.value}
+                for i, (o, d, v) in enumerate(zip(run.outputs, digests, run.verdicts))
+            ],
+            "verdict": verdict.value,
+            "released": sum(v.releases for v in run.verdicts),
+            "error": run.error,
+            "timings_ms": {k: round(v, 3) for k, v in run.timings.items()},
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.audit.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _overall(run: _Run, outcomes: list[PolicyOutcome]) -> Verdict:
+    """Most severe of every output's verdict and every policy's; no output at all (blocked early, or an
+    error) is a block."""
+    if run.error is not None or not run.verdicts:
+        return Verdict.BLOCK
+    return most_severe([*run.verdicts, *(o.verdict for o in outcomes)])
+

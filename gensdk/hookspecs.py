@@ -1,0 +1,102 @@
+"""Every gensdk hook, on one page.
+
+Two kinds of plugin implement them:
+
+* **Distribution plugins** (a module named by a `gensdk` entry point) implement the `register_*` hooks to add
+  model families, policies, audit sinks and CLI commands.
+* **Policy instances** implement the four pipeline hooks as methods marked `@gensdk.hookimpl`. The engine
+  registers each configured policy with its own plugin manager and calls it on its own, in the configured
+  order, under the policy's time limit; a pipeline hook implemented by anything that is not a `Policy` is a
+  start-up error, because it would run without an id, a version or an audit record.
+
+No hook here is `firstresult`: safety verdicts are always collected from everyone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gensdk._markers import hookspec
+
+if TYPE_CHECKING:
+    import click
+
+    from gensdk.outputs import Output
+    from gensdk.registry import Registrar
+    from gensdk.request import GenerationContext, Request
+    from gensdk.verdicts import Finding
+
+
+@hookspec
+def register_model_families(register: Registrar) -> None:
+    """Add model families.
+
+    :param register: call ``register(FamilyClass)`` once per family. Registering an id that another plugin
+        already registered is a start-up error naming both distributions.
+    """
+
+
+@hookspec
+def register_policies(register: Registrar) -> None:
+    """Add policy classes (subclasses of ``gensdk.Policy``); configuration decides which run.
+
+    :param register: call ``register(PolicyClass)`` once per policy; duplicate ids are a start-up error.
+    """
+
+
+@hookspec
+def register_audit_sinks(register: Registrar) -> None:
+    """Add audit trail backends, chosen by the URL scheme of the audit target.
+
+    :param register: call ``register(SinkClass)``; the class's ``scheme`` (``"sqlite"``, ``"postgresql"``)
+        is its id.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands or command groups to the ``gensdk`` CLI.
+
+    :param cli: the root click group. Add to an existing group with ``cli.commands["train"].add_command(...)``.
+    """
+
+
+@hookspec
+def check_request(request: Request, context: GenerationContext) -> list[Finding] | None:
+    """Inspect the input before anything is generated (prompt PII, misuse).
+
+    A violation here applies to every output of the request, so a blocking one stops generation.
+
+    :param request: the validated request.
+    :param context: the generation context (seed, device, model identity).
+    :return: findings on the request, or None.
+    """
+
+
+@hookspec
+def prepare_generation(request: Request, context: GenerationContext) -> list[Any] | None:
+    """Contribute generation-time processors (a logits processor, initial latents, a per-step callback).
+
+    The family must apply every processor it is given (``context.take(kind)``); a processor left unapplied
+    blocks the outputs, because the policy that asked for it did not get to act.
+
+    :return: processor objects, or None.
+    """
+
+
+@hookspec
+def transform_output(outputs: list[Output], context: GenerationContext) -> list[Finding] | None:
+    """Change outputs in place (embed a watermark, redact PII), in the configured policy order.
+
+    :param outputs: this micro-batch's outputs; mutate them, do not replace the list.
+    :return: findings describing what was changed, or None.
+    """
+
+
+@hookspec
+def inspect_output(outputs: list[Output], context: GenerationContext) -> list[Finding] | None:
+    """Read-only checks on the final outputs (PII left, a memorised training record, ...).
+
+    :param outputs: this micro-batch's outputs after every transform; do not modify them.
+    :return: findings with ``output_index`` set to the output they concern, or None.
+    """

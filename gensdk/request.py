@@ -1,0 +1,109 @@
+"""The generation request and the per-request context the policies and the family share."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gensdk._canonical import digest_of
+from gensdk.errors import RequestError
+
+__all__ = ["GenerationContext", "Request", "parse_request", "pydantic_message"]
+
+# Larger requests are split into micro-batches by the engine; this bounds one call, not one batch.
+MAX_OUTPUTS_PER_REQUEST = 10_000_000
+
+
+class Request(BaseModel):
+    """What to generate. `n` counts outputs for text and images, rows for tables.
+
+    `params` holds family-specific options (temperature, steps, ...); the family validates them with its own
+    pydantic model, so a misspelt option is an error naming it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(1, ge=1, le=MAX_OUTPUTS_PER_REQUEST)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    prompts: list[str] | None = None
+    conditions: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    request_id: str | None = Field(None, min_length=1, max_length=200)
+    disable_policies: list[str] = Field(default_factory=list)
+
+    def digest(self) -> str:
+        return digest_of(self.model_dump(mode="json"))
+
+
+def pydantic_message(error: ValidationError) -> str:
+    """One line per problem, naming the field: 'n: Input should be greater than or equal to 1'."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_request(request: Request | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Request:
+    """Accept a Request, a mapping, or keyword arguments; anything malformed becomes a RequestError."""
+    if isinstance(request, Request) and not overrides:
+        return request
+    if request is None:
+        data: dict[str, Any] = {}
+    elif isinstance(request, Request):
+        data = request.model_dump()
+    elif isinstance(request, Mapping):
+        data = dict(request)
+    else:
+        raise RequestError(f"request must be a gensdk.Request or a mapping, not {type(request).__name__}")
+    data.update(overrides)
+    try:
+        return Request.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(f"invalid request: {pydantic_message(exc)}") from None
+
+
+@dataclass
+class GenerationContext:
+    """Shared by the policies and the family for one micro-batch.
+
+    `processors` are contributed by policies through `prepare_generation` (a logits processor, initial
+    latents, ...). The family must `take()` every processor it applies; one left untaken means a policy could
+    not act on this output, and the engine blocks it (fail closed).
+    """
+
+    request: Request
+    seed: int
+    device: str
+    dtype: str
+    modality: str
+    model_info: dict[str, Any]
+    batch_index: int = 0
+    batch_offset: int = 0
+    processors: list[Any] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    _taken: set[int] = field(default_factory=set, repr=False)
+
+    def take(self, kind: type) -> list[Any]:
+        """Return the processors of `kind` and mark them applied."""
+        found = [p for p in self.processors if isinstance(p, kind)]
+        self._taken.update(id(p) for p in found)
+        return found
+
+    def untaken(self) -> list[Any]:
+        return [p for p in self.processors if id(p) not in self._taken]
+
+    def torch_generator(self) -> Any:
+        """A torch.Generator on the engine's device, seeded for this micro-batch."""
+        import torch
+
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed)
+        return gen
+
+
+def fresh_seed() -> int:
+    return secrets.randbits(63)
