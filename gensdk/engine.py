@@ -188,6 +188,7 @@ class Engine:
             dtype=self.dtype,
             modality=run.model.modality,
             model_info=run.model.identity(),
+            model=run.model,
             batch_index=batch_index,
         )
 

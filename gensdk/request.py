@@ -29,6 +29,8 @@ class Request(BaseModel):
     n: int = Field(1, ge=1, le=MAX_OUTPUTS_PER_REQUEST)
     seed: int | None = Field(None, ge=0, lt=2**63)
     prompts: list[str] | None = None
+    # Chat input: a batch of conversations, each a list of {"role": ..., "content": ...} messages.
+    messages: list[list[dict[str, str]]] | None = None
     conditions: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     request_id: str | None = Field(None, min_length=1, max_length=200)
@@ -81,6 +83,9 @@ class GenerationContext:
     dtype: str
     modality: str
     model_info: dict[str, Any]
+    # The model family instance generating: policies that need what it stored at training time (a
+    # memorisation reference, a replay index) ask it, e.g. `context.model.training_reference()`.
+    model: Any = None
     batch_index: int = 0
     batch_offset: int = 0
     processors: list[Any] = field(default_factory=list)

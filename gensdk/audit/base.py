@@ -77,11 +77,19 @@ class AuditSink(abc.ABC):
         """
 
     @abc.abstractmethod
-    def verify(self, public_key_path: str | None = None, *, expect_head: str | None = None) -> VerifyReport:
+    def verify(
+        self,
+        public_key_path: str | None = None,
+        *,
+        expect_head: str | None = None,
+        checkpoint_every: int | None = None,
+    ) -> VerifyReport:
         """Walk the whole trail and report the first record that does not verify.
 
-        `expect_head` is a record hash saved earlier (e.g. by a nightly job); the trail must still contain it,
-        which detects records deleted from the tail after the last signed checkpoint.
+        `public_key_path` pins the key checkpoints must be signed with (a PEM file from `gensdk audit key
+        export`). `expect_head` is a record hash saved earlier (e.g. by a nightly job); the trail must still
+        contain it, which detects records deleted from the tail after the last signed checkpoint.
+        `checkpoint_every` pins the checkpoint interval instead of trusting the one stored in the trail.
         """
 
     @abc.abstractmethod

@@ -32,6 +32,7 @@ from gensdk.errors import AuditCorruptError, AuditError, AuditLockedError, Confi
 __all__ = ["SCHEMA_VERSION", "SQLiteAuditSink", "sqlite_path"]
 
 SCHEMA_VERSION = "1"
+DEFAULT_CHECKPOINT_EVERY = 100
 _COLUMNS = {
     "records": ["seq", "record_id", "prev_hash", "hash", "body"],
     "checkpoints": ["seq", "hash", "key_id", "signature"],
@@ -75,7 +76,7 @@ class SQLiteAuditSink(AuditSink):
         *,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
-        checkpoint_every: int = 100,
+        checkpoint_every: int | None = None,
         key_path: str | os.PathLike[str] | None = None,
         create: bool = True,
     ):
@@ -83,7 +84,8 @@ class SQLiteAuditSink(AuditSink):
         self.key_path = Path(key_path).expanduser() if key_path else self.path.with_name(self.path.name + ".key")
         self.synchronous = _checked_synchronous(synchronous)
         self.busy_timeout = float(busy_timeout)
-        self.checkpoint_every = _checked_checkpoint_every(checkpoint_every)
+        self._pinned_every = None if checkpoint_every is None else _checked_checkpoint_every(checkpoint_every)
+        self.checkpoint_every = self._pinned_every or DEFAULT_CHECKPOINT_EVERY  # replaced by the trail's own
         self._lock = threading.Lock()
         self._signing_key: Any = None
         self._key_id: str | None = None
@@ -135,20 +137,28 @@ class SQLiteAuditSink(AuditSink):
 
     # --- reading -------------------------------------------------------------------------------------------
 
-    def verify(self, public_key_path: str | None = None, *, expect_head: str | None = None) -> VerifyReport:
+    def verify(
+        self,
+        public_key_path: str | None = None,
+        *,
+        expect_head: str | None = None,
+        checkpoint_every: int | None = None,
+    ) -> VerifyReport:
         self._connection()  # a closed sink says so, rather than verifying anyway
+        pinned_every = self._pinned_every if checkpoint_every is None else _checked_checkpoint_every(checkpoint_every)
         with _translate_errors(self.path), closing(self._reader()) as conn:
             conn.execute("BEGIN")  # one snapshot: records appended by others meanwhile are not half-seen
             meta_raw = _meta_public_key(conn)
-            trusted = self._trusted_key(public_key_path, meta_raw)
+            stored_every = _stored_checkpoint_every(conn)
             checkpoints = {
                 row[0]: Checkpoint(*row) for row in conn.execute("SELECT seq, hash, key_id, signature FROM checkpoints")
             }
-            rows = conn.execute("SELECT seq, record_id, prev_hash, hash, body FROM records ORDER BY seq")
             report = verify_chain(
-                rows,
+                conn.execute("SELECT seq, record_id, prev_hash, hash, body FROM records ORDER BY seq"),
                 checkpoints,
-                trusted=trusted,
+                trusted=self._trusted_key(public_key_path, meta_raw),
+                checkpoint_every=pinned_every or stored_every or DEFAULT_CHECKPOINT_EVERY,
+                stored_checkpoint_every=stored_every,
                 meta_key=meta_raw,
                 duplicates=_duplicates(conn),
                 expect_head=expect_head,
@@ -206,10 +216,24 @@ class SQLiteAuditSink(AuditSink):
         # Look before converting anything: someone else's database must not be switched to WAL by us.
         if create and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            every = f"INSERT OR IGNORE INTO meta(key, value) VALUES ('checkpoint_every', '{self.checkpoint_every}');"
+            conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}{every}COMMIT;")
         _check_schema(conn, self.path)
+        self.checkpoint_every = self._trail_checkpoint_every(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    def _trail_checkpoint_every(self, conn: sqlite3.Connection) -> int:
+        """The interval fixed when the trail was created; every writer must use it, or verify would fail."""
+        stored = _stored_checkpoint_every(conn)
+        if stored is None:
+            raise AuditCorruptError(f"{self.path}: the audit trail's checkpoint interval is missing or unreadable")
+        if self._pinned_every is not None and self._pinned_every != stored:
+            raise ConfigError(
+                f"the audit trail {self.path} was created with checkpoint_every={stored}, "
+                f"but checkpoint_every={self._pinned_every} was configured; a trail keeps one interval"
+            )
+        return stored
 
     def _reader(self) -> sqlite3.Connection:
         # Verification gets its own connection so that a long walk never blocks this sink's appends.
@@ -350,6 +374,15 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 def _head_row(conn: sqlite3.Connection) -> tuple[int, str] | None:
     return conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+
+
+def _stored_checkpoint_every(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint_every'").fetchone()
+    try:
+        every = int(row[0]) if row else None
+    except (TypeError, ValueError):
+        return None
+    return every if every and every > 0 else None
 
 
 def _meta_public_key(conn: sqlite3.Connection) -> bytes | None:

@@ -4,20 +4,28 @@ Backend-neutral: a sink hands in its rows in seq order, its checkpoints, the tru
 record_ids that occur twice; `verify_chain` does the rest, so every backend is checked by the same code.
 
 What is detected, and where the report points (`first_bad_seq`):
-- an edited body: its recomputed hash differs from the stored one                        -> that record
-- a deleted record: a gap in seq                                                         -> the missing seq
-- an inserted or reordered record: a body whose own "seq" differs from its row, or a
-  prev_hash that is not the previous record's hash                                       -> the first such record
-- a record_id stored twice                                                               -> the second one
-- a rewritten chain (all hashes recomputed): a checkpoint's hash differs from the record's -> the checkpoint's seq
-- a forged checkpoint, or one signed by another key than the trusted one                  -> the checkpoint's seq
-- a truncated tail: a checkpoint past the last record                                     -> last seq + 1
+- an edited body: its recomputed hash differs from the stored one           -> that record
+- a deleted record: a gap in seq                                            -> the missing seq
+- an inserted or reordered record: a body whose own "seq" differs from its
+  row, or a prev_hash that is not the previous record's hash                -> the first such record
+- a record_id stored twice                                                  -> the second one
+- a rewritten chain (hashes recomputed): a checkpoint's hash differs         -> the checkpoint's seq
+- a forged checkpoint, or one signed by another key than the trusted one    -> the checkpoint's seq
+- a deleted checkpoint: none at a multiple of the checkpoint interval       -> that seq
+- a truncated tail: a checkpoint past the last record                       -> last seq + 1
+- an expected head hash (`expect_head`) no longer in the trail              -> last seq + 1
+- a replaced public key or checkpoint interval in the trail's settings      -> None (no record is at fault)
 
-Known limit: deleting only records after the last checkpoint leaves a shorter, valid chain. Nothing inside the
-database can reveal that; keep the head hash somewhere else and pass it as `expect_head` (`--expect-head`),
-which must still be found in the trail. Likewise, when the only key available is the one stored in the
-database (`key_source == "meta"`), an attacker who can write the database can re-sign everything; pin the key
-with `gensdk audit key export` and verify with `--public-key`.
+Known limits (hash chains hold no secret; only the signed checkpoints do):
+- Records after the last checkpoint are protected by the chain alone: someone who can write the database can
+  delete them, or rewrite or append them with recomputed hashes, and still leave a valid chain. Keep the head
+  hash somewhere else and pass it as `expect_head` (`--expect-head`); it must still be found in the trail,
+  which reveals deleted or rewritten tail records (not records appended after it). `checkpoint()` signs the
+  head on demand, e.g. before handing the trail over.
+- When the only key available is the one stored in the database (`key_source == "meta"`), such an attacker can
+  re-sign everything; pin the key with `gensdk audit key export` and verify with `--public-key`.
+- The checkpoint interval is stored in the trail; an attacker could raise it and delete checkpoints. Pin it
+  with `checkpoint_every` (`--checkpoint-every`) when the trail is verified by someone who does not trust it.
 """
 
 from __future__ import annotations
@@ -80,11 +88,18 @@ def verify_chain(
     checkpoints: Mapping[int, Checkpoint],
     *,
     trusted: TrustedKey | None,
+    checkpoint_every: int,
+    stored_checkpoint_every: int | None,
     meta_key: bytes | None = None,
     duplicates: Mapping[int, str] | None = None,
     expect_head: str | None = None,
 ) -> VerifyReport:
-    """Check every link, every checkpoint and the optional expected head; report the first problem."""
+    """Check every link, every checkpoint and the optional expected head; report the first problem.
+
+    `checkpoint_every` is the interval at which checkpoints must exist (the caller's pinned value, else the
+    trail's own); `stored_checkpoint_every` is what the trail itself says (None: it says nothing readable).
+    `meta_key` is the public key stored in the trail, compared with a trusted key that came from elsewhere.
+    """
     problem = _FirstProblem()
     duplicates = duplicates or {}
     expected = expect_head.lower() if expect_head else None
@@ -94,7 +109,7 @@ def verify_chain(
         count += 1
         if not problem.found:
             _check_row(row, last_seq, last_hash, duplicates, problem)
-            _check_checkpoint_at(row, checkpoints, trusted, problem)
+            _check_checkpoint_at(row, checkpoints.get(row[0]), trusted, checkpoint_every, problem)
         seen_expected = seen_expected or row[3] == expected
         last_seq, last_hash = row[0], row[3]
     _check_tail(checkpoints, last_seq, problem)
@@ -104,6 +119,7 @@ def verify_chain(
             f"the expected head {expected} is not in the trail (its last record is seq {last_seq}): "
             "records were deleted from the tail or the trail was rewritten",
         )
+    _check_settings(checkpoint_every, stored_checkpoint_every, problem)
     _check_meta_key(trusted, meta_key, problem)
     return VerifyReport(
         ok=not problem.found,
@@ -167,10 +183,16 @@ def _recomputed_hash(prev_hash: str, body: dict) -> str | None:
 
 
 def _check_checkpoint_at(
-    row: Row, checkpoints: Mapping[int, Checkpoint], trusted: TrustedKey | None, problem: _FirstProblem
+    row: Row, cp: Checkpoint | None, trusted: TrustedKey | None, every: int, problem: _FirstProblem
 ) -> None:
-    cp = checkpoints.get(row[0])
-    if cp is None or problem.found:
+    if problem.found:
+        return
+    if cp is None:
+        if row[0] % every == 0:
+            problem.report(
+                row[0],
+                f"the checkpoint due at seq {row[0]} (one every {every} records) is missing: it was deleted",
+            )
         return
     where = f"checkpoint at seq {cp.seq}"
     if cp.hash != row[3]:
@@ -198,6 +220,17 @@ def _check_tail(checkpoints: Mapping[int, Checkpoint], last_seq: int, problem: _
             last_seq + 1,
             f"checkpoint at seq {max(beyond)} points past the last record (seq {last_seq}): "
             f"records from seq {last_seq + 1} on were deleted",
+        )
+
+
+def _check_settings(every: int, stored_every: int | None, problem: _FirstProblem) -> None:
+    if stored_every is None:
+        problem.report(None, "the checkpoint interval stored in the trail is missing or unreadable: it was altered")
+    elif stored_every != every:
+        problem.report(
+            None,
+            f"the trail says a checkpoint is due every {stored_every} records, but every {every} was expected: "
+            "its settings were changed",
         )
 
 

@@ -47,11 +47,27 @@ def audit_group() -> None:
     callback=lambda ctx, param, value: _checked_hash(value),
     help="A record hash saved earlier; it must still be in the trail (detects records deleted from the tail).",
 )
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The checkpoint interval you configured, instead of trusting the one stored in the trail.",
+)
 @json_option
-def verify_command(audit_target: str | None, public_key: str | None, expect_head: str | None, as_json: bool) -> None:
-    """Check every record's hash link and every signed checkpoint; exit 4 naming the first bad record."""
+def verify_command(
+    audit_target: str | None,
+    public_key: str | None,
+    expect_head: str | None,
+    checkpoint_every: int | None,
+    as_json: bool,
+) -> None:
+    """Check the hash chain and signed checkpoints.
+
+    Exits 0 when the whole trail verifies; otherwise raises AuditVerificationError (exit 4) naming the first
+    bad record.
+    """
     with _open_existing(audit_target) as sink:
-        report = sink.verify(public_key, expect_head=expect_head)
+        report = sink.verify(public_key, expect_head=expect_head, checkpoint_every=checkpoint_every)
         location = str(getattr(sink, "path", audit_target))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -66,7 +82,10 @@ def verify_command(audit_target: str | None, public_key: str | None, expect_head
 @click.option("--last", type=click.IntRange(min=1), default=20, show_default=True, help="How many records.")
 @json_option
 def show_command(audit_target: str | None, last: int, as_json: bool) -> None:
-    """List the most recent records: time, kind, verdict, record id, model family."""
+    """List the most recent records.
+
+    One row per record: seq, time, kind, verdict, shortened record id, model family.
+    """
     with _open_existing(audit_target) as sink:
         head = sink.head()
         start = max(1, head.seq - last + 1) if head else 1
@@ -83,7 +102,10 @@ def show_command(audit_target: str | None, last: int, as_json: bool) -> None:
               help="Output file, one record per line ('-' for stdout).")
 @audit_option
 def export_command(jsonl_path: str, audit_target: str | None) -> None:
-    """Write every record (seq, record_id, prev_hash, hash, body) as JSON Lines."""
+    """Export every record as JSON Lines.
+
+    One line per record with seq, record_id, prev_hash, hash and body.
+    """
     with _open_existing(audit_target) as sink:
         # atomic: a half-written export must never pass for a complete one
         with click.open_file(jsonl_path, "w", encoding="utf-8", atomic=jsonl_path != "-") as out:
@@ -101,7 +123,9 @@ def key_group() -> None:
               help="Where to write the PEM public key ('-' for stdout).")
 @audit_option
 def key_export_command(out: str, audit_target: str | None) -> None:
-    """Write the public key, to keep apart from the trail and pass to `verify --public-key`.
+    """Write the checkpoint public key (PEM).
+
+    Keep it apart from the trail and pass it to `verify --public-key`.
 
     Creates the trail and its signing key if there are none yet, so the key can be pinned before first use.
     """
@@ -142,7 +166,9 @@ def _write_jsonl(records: Iterable[dict], out: Any) -> int:
 
 def _print_report(report: Any, location: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
+    location = escape(location)
     console = Console(highlight=False, soft_wrap=True)
     plural = "" if report.checkpoints == 1 else "s"
     counts = f"{report.records} records, {report.checkpoints} signed checkpoint{plural}"
@@ -154,7 +180,7 @@ def _print_report(report: Any, location: str) -> None:
         console.print(f"[red]FAILED[/] the audit trail {location} does not verify ({counts})")
         if report.first_bad_seq is not None:
             console.print(f"first bad record: seq {report.first_bad_seq}")
-        console.print(f"problem: {report.problem}")
+        console.print(f"problem: {escape(report.problem or '')}")
 
 
 def _print_key_note(console: Any, report: Any) -> None:
@@ -169,9 +195,10 @@ def _print_key_note(console: Any, report: Any) -> None:
 
 def _print_table(records: list[dict], location: str, total: int) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"last {len(records)} of {total} audit records in {location}")
+    table = Table(title=f"last {len(records)} of {total} audit records in {escape(location)}")
     for column in ("seq", "time", "kind", "verdict", "record_id", "model"):
         table.add_column(column, justify="right" if column == "seq" else "left", no_wrap=column != "time")
     for record in records:
@@ -179,17 +206,18 @@ def _print_table(records: list[dict], location: str, total: int) -> None:
     Console(highlight=False).print(table)
 
 
-def _row_cells(record: dict) -> list[str]:
-    """Cells for one record; engine bodies are tolerated with any key missing."""
+def _row_cells(record: dict) -> list[Any]:
+    """Cells for one record; engine bodies are tolerated with any key missing. Text cells: no markup parsing."""
+    from rich.text import Text
+
     body = record.get("body") if isinstance(record.get("body"), dict) else {}
     model = body.get("model") if isinstance(body.get("model"), dict) else {}
     verdict = str(body.get("verdict", ""))
-    style = _VERDICT_STYLE.get(verdict)
     return [
-        str(record["seq"]),
-        str(body.get("time", "")),
-        str(body.get("kind", "")),
-        f"[{style}]{verdict}[/]" if style else verdict,
-        str(record.get("record_id", ""))[:12],
-        str(model.get("family", "")),
+        Text(str(record["seq"])),
+        Text(str(body.get("time", ""))),
+        Text(str(body.get("kind", ""))),
+        Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
+        Text(str(record.get("record_id", ""))[:12]),
+        Text(str(model.get("family", ""))),
     ]

@@ -109,6 +109,8 @@ class GMMFamily(ModelFamily):
             if abs(mixture.lower_bound_ - previous) < opts.tol:
                 break
             previous = mixture.lower_bound_
+        if progress:
+            progress(iteration, iteration, "converged" if iteration < opts.max_iter else "stopped at max_iter")
         mixture.converged_ = iteration < opts.max_iter
         mixture.n_iter_ = iteration
         return mixture
