@@ -14,14 +14,29 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Iterator
 
-from gensdk.errors import AuditError
+from gensdk._canonical import canonical_json
+from gensdk.errors import AuditError, ConfigError
 
-__all__ = ["GENESIS_HASH", "AuditReceipt", "AuditSink", "VerifyReport", "chain_hash"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_EVERY",
+    "GENESIS_HASH",
+    "AuditReceipt",
+    "AuditSink",
+    "VerifyReport",
+    "chain_hash",
+    "checked_body",
+    "checked_checkpoint_every",
+    "encode_body",
+    "record_dict",
+    "retry_receipt",
+]
 
 GENESIS_HASH = "0" * 64
+DEFAULT_CHECKPOINT_EVERY = 100
 
 
 def chain_hash(prev_hash: str, body_json: bytes) -> str:
@@ -118,3 +133,56 @@ class AuditSink(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# --- helpers every backend shares ------------------------------------------------------------------------------
+
+
+def checked_body(body: Any) -> str:
+    """Validate a caller's body and return its record_id."""
+    if not isinstance(body, dict):
+        raise AuditError(f"an audit record body must be a dict, got {type(body).__name__}")
+    for field in ("record_id", "kind"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            raise AuditError(f"an audit record body needs a non-empty string {field!r}")
+    if "seq" in body:
+        raise AuditError(f"audit record {body['record_id']!r}: 'seq' is set by the audit trail, not the caller")
+    return body["record_id"]
+
+
+def encode_body(body: dict, record_id: str) -> bytes:
+    """Canonical JSON of a body, or an `AuditError` naming the record when it has no JSON form."""
+    try:
+        return canonical_json(body)
+    except (TypeError, ValueError) as exc:
+        raise AuditError(f"audit record {record_id!r} is not JSON-serialisable: {exc}") from exc
+
+
+def checked_checkpoint_every(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"audit checkpoint_every must be a positive integer, got {value!r}")
+    return value
+
+
+def record_dict(row: tuple) -> dict:
+    """The public form of a stored (seq, record_id, prev_hash, hash, body_json) row."""
+    seq, record_id, prev_hash, record_hash, body_json = row
+    try:
+        body = json.loads(body_json)
+    except (TypeError, ValueError):
+        body = {"unreadable_body": body_json}  # a tampered row must not stop `show` or `export`
+    return {"seq": seq, "record_id": record_id, "prev_hash": prev_hash, "hash": record_hash, "body": body}
+
+
+def retry_receipt(record_id: str, stored: tuple[int, str, str], body: dict) -> AuditReceipt:
+    """The receipt for re-appending a stored (seq, hash, body_json) record: a retry must not add a record,
+    and a different body under the same record_id is refused."""
+    seq, record_hash, stored_json = stored
+    previous = json.loads(stored_json)
+    previous.pop("seq", None)
+    if canonical_json(previous) != encode_body(body, record_id):
+        raise AuditError(
+            f"audit record_id {record_id!r} is already stored (seq {seq}) with a different body; "
+            "record_ids must be unique"
+        )
+    return AuditReceipt(record_id=record_id, seq=seq, hash=record_hash)

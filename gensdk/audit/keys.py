@@ -25,6 +25,7 @@ __all__ = [
     "public_raw",
     "sign",
     "signature_is_valid",
+    "signing_key_for",
 ]
 
 # Filesystems without hard links (some network and FUSE mounts) fall back to a direct exclusive create.
@@ -76,6 +77,29 @@ def create_private_key(path: Path) -> Any:
             return load_private_key(path)  # another process created it first
     except OSError as exc:
         raise AuditError(f"cannot create the audit signing key {path}: {exc}") from exc
+    return key
+
+
+def signing_key_for(key_path: Path, trail_key: bytes | None, *, trail: object) -> Any:
+    """The private key that signs `trail`, whose stored public key is `trail_key` (None: not signed yet).
+
+    Created at `key_path` only for a trail that has never been signed: a fresh key for a signed trail would
+    silently start a second, unrelated signing history, so a missing or different key is an error instead.
+    """
+    if not key_path.exists():
+        if trail_key is not None:
+            raise AuditError(
+                f"the audit trail {trail} is signed by key {key_id_of(trail_key)}, but its private key "
+                f"{key_path} is missing; restore the key file or pass key_path"
+            )
+        return create_private_key(key_path)
+    key = load_private_key(key_path)
+    raw = public_raw(key)
+    if trail_key is not None and trail_key != raw:
+        raise AuditError(
+            f"the signing key {key_path} (key id {key_id_of(raw)}) is not the key the audit trail {trail} "
+            f"was signed with (key id {key_id_of(trail_key)}); restore the right key file"
+        )
     return key
 
 

@@ -15,7 +15,6 @@ file can drop the triggers; that is what `verify()` is for.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -23,16 +22,26 @@ from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
-from gensdk._canonical import canonical_json
 from gensdk.audit import keys
-from gensdk.audit.base import GENESIS_HASH, AuditReceipt, AuditSink, VerifyReport, chain_hash
-from gensdk.audit.verify import Checkpoint, TrustedKey, checkpoint_message, verify_chain
+from gensdk.audit.base import (
+    DEFAULT_CHECKPOINT_EVERY,
+    GENESIS_HASH,
+    AuditReceipt,
+    AuditSink,
+    VerifyReport,
+    chain_hash,
+    checked_body,
+    checked_checkpoint_every,
+    encode_body,
+    record_dict,
+    retry_receipt,
+)
+from gensdk.audit.verify import Checkpoint, checkpoint_message, repeated_record_ids, trusted_key, verify_chain
 from gensdk.errors import AuditCorruptError, AuditError, AuditLockedError, ConfigError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteAuditSink", "sqlite_path"]
 
 SCHEMA_VERSION = "1"
-DEFAULT_CHECKPOINT_EVERY = 100
 _COLUMNS = {
     "records": ["seq", "record_id", "prev_hash", "hash", "body"],
     "checkpoints": ["seq", "hash", "key_id", "signature"],
@@ -84,7 +93,7 @@ class SQLiteAuditSink(AuditSink):
         self.key_path = Path(key_path).expanduser() if key_path else self.path.with_name(self.path.name + ".key")
         self.synchronous = _checked_synchronous(synchronous)
         self.busy_timeout = float(busy_timeout)
-        self._pinned_every = None if checkpoint_every is None else _checked_checkpoint_every(checkpoint_every)
+        self._pinned_every = None if checkpoint_every is None else checked_checkpoint_every(checkpoint_every)
         self.checkpoint_every = self._pinned_every or DEFAULT_CHECKPOINT_EVERY  # replaced by the trail's own
         self._lock = threading.Lock()
         self._signing_key: Any = None
@@ -94,14 +103,14 @@ class SQLiteAuditSink(AuditSink):
     # --- writing -------------------------------------------------------------------------------------------
 
     def append(self, body: dict) -> AuditReceipt:
-        record_id = _checked_body(body)
+        record_id = checked_body(body)
         with self._transaction() as conn:
             stored = conn.execute("SELECT seq, hash, body FROM records WHERE record_id = ?", (record_id,)).fetchone()
             if stored is not None:
-                return self._retry_receipt(record_id, stored, body)
+                return retry_receipt(record_id, stored, body)
             last_seq, prev_hash = _head_row(conn) or (0, GENESIS_HASH)
             seq = last_seq + 1
-            body_json = _encode({**body, "seq": seq}, record_id)
+            body_json = encode_body({**body, "seq": seq}, record_id)
             record_hash = chain_hash(prev_hash, body_json)
             conn.execute(
                 "INSERT INTO records(seq, record_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?)",
@@ -145,7 +154,7 @@ class SQLiteAuditSink(AuditSink):
         checkpoint_every: int | None = None,
     ) -> VerifyReport:
         self._connection()  # a closed sink says so, rather than verifying anyway
-        pinned_every = self._pinned_every if checkpoint_every is None else _checked_checkpoint_every(checkpoint_every)
+        pinned_every = self._pinned_every if checkpoint_every is None else checked_checkpoint_every(checkpoint_every)
         with _translate_errors(self.path), closing(self._reader()) as conn:
             conn.execute("BEGIN")  # one snapshot: records appended by others meanwhile are not half-seen
             meta_raw = _meta_public_key(conn)
@@ -156,7 +165,7 @@ class SQLiteAuditSink(AuditSink):
             report = verify_chain(
                 conn.execute("SELECT seq, record_id, prev_hash, hash, body FROM records ORDER BY seq"),
                 checkpoints,
-                trusted=self._trusted_key(public_key_path, meta_raw),
+                trusted=trusted_key(public_key_path, self.key_path, meta_raw),
                 checkpoint_every=pinned_every or stored_every or DEFAULT_CHECKPOINT_EVERY,
                 stored_checkpoint_every=stored_every,
                 meta_key=meta_raw,
@@ -174,7 +183,7 @@ class SQLiteAuditSink(AuditSink):
             page = self._page(next_seq, _PAGE if remaining is None else min(_PAGE, remaining))
             if not page:
                 return
-            yield from (_record_dict(row) for row in page)
+            yield from (record_dict(row) for row in page)
             next_seq = page[-1][0] + 1
             if remaining is not None:
                 remaining -= len(page)
@@ -265,17 +274,6 @@ class SQLiteAuditSink(AuditSink):
                 (start, size),
             ).fetchall()
 
-    def _retry_receipt(self, record_id: str, stored: tuple, body: dict) -> AuditReceipt:
-        seq, record_hash, stored_json = stored
-        previous = json.loads(stored_json)
-        previous.pop("seq", None)
-        if canonical_json(previous) != _encode(body, record_id):
-            raise AuditError(
-                f"audit record_id {record_id!r} is already stored (seq {seq}) with a different body; "
-                "record_ids must be unique"
-            )
-        return AuditReceipt(record_id=record_id, seq=seq, hash=record_hash)
-
     def _write_checkpoint(self, conn: sqlite3.Connection, seq: int, record_hash: str) -> None:
         key, key_id = self._signer(conn)
         signature = keys.sign(key, checkpoint_message(seq, record_hash))
@@ -288,56 +286,12 @@ class SQLiteAuditSink(AuditSink):
         """The signing key, loaded (or created) once; also records its public half in meta."""
         meta_raw = _meta_public_key(conn)
         if self._signing_key is None:
-            key = self._load_or_create_key(meta_raw)
-            raw = keys.public_raw(key)
-            if meta_raw is not None and meta_raw != raw:
-                raise AuditError(
-                    f"the signing key {self.key_path} (key id {keys.key_id_of(raw)}) is not the key this audit "
-                    f"trail was signed with (key id {keys.key_id_of(meta_raw)}); restore the right key file"
-                )
-            self._signing_key, self._key_id = key, keys.key_id_of(raw)
+            self._signing_key = keys.signing_key_for(self.key_path, meta_raw, trail=self.path)
+            self._key_id = keys.key_id_of(keys.public_raw(self._signing_key))
         if meta_raw is None:
             raw_hex = keys.public_raw(self._signing_key).hex()
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('public_key', ?)", (raw_hex,))
         return self._signing_key, self._key_id  # type: ignore[return-value]
-
-    def _load_or_create_key(self, meta_raw: bytes | None) -> Any:
-        if self.key_path.exists():
-            return keys.load_private_key(self.key_path)
-        if meta_raw is not None:
-            # Creating a fresh key here would silently start a second, unrelated signing history.
-            raise AuditError(
-                f"the audit trail {self.path} is signed by key {keys.key_id_of(meta_raw)}, but its private key "
-                f"{self.key_path} is missing; restore the key file or pass key_path"
-            )
-        return keys.create_private_key(self.key_path)
-
-    def _trusted_key(
-        self, public_key_path: str | os.PathLike[str] | None, meta_raw: bytes | None
-    ) -> TrustedKey | None:
-        if public_key_path:
-            return TrustedKey(keys.load_public_key_file(Path(public_key_path)), "public-key-file")
-        if self.key_path.exists():
-            return TrustedKey(keys.public_raw(keys.load_private_key(self.key_path)), "private-key-file")
-        return TrustedKey(meta_raw, "meta") if meta_raw else None
-
-
-def _checked_body(body: Any) -> str:
-    if not isinstance(body, dict):
-        raise AuditError(f"an audit record body must be a dict, got {type(body).__name__}")
-    for field in ("record_id", "kind"):
-        if not isinstance(body.get(field), str) or not body[field]:
-            raise AuditError(f"an audit record body needs a non-empty string {field!r}")
-    if "seq" in body:
-        raise AuditError(f"audit record {body['record_id']!r}: 'seq' is set by the audit trail, not the caller")
-    return body["record_id"]
-
-
-def _encode(body: dict, record_id: str) -> bytes:
-    try:
-        return canonical_json(body)
-    except (TypeError, ValueError) as exc:
-        raise AuditError(f"audit record {record_id!r} is not JSON-serialisable: {exc}") from exc
 
 
 def _checked_synchronous(value: str) -> str:
@@ -345,12 +299,6 @@ def _checked_synchronous(value: str) -> str:
     if mode not in ("NORMAL", "FULL"):
         raise ConfigError(f"audit synchronous must be 'NORMAL' or 'FULL', got {value!r}")
     return mode
-
-
-def _checked_checkpoint_every(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"audit checkpoint_every must be a positive integer, got {value!r}")
-    return value
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -396,27 +344,13 @@ def _meta_public_key(conn: sqlite3.Connection) -> bytes | None:
 
 
 def _duplicates(conn: sqlite3.Connection) -> dict[int, str]:
-    """seq -> record_id for every repeat of a record_id (only possible once the UNIQUE index was dropped)."""
-    rows = conn.execute(
-        "SELECT seq, record_id FROM records WHERE record_id IN "
-        "(SELECT record_id FROM records GROUP BY record_id HAVING count(*) > 1) ORDER BY seq"
+    # Uses the UNIQUE index while it exists; an attacker who rebuilt the table without it gets a full scan.
+    return repeated_record_ids(
+        conn.execute(
+            "SELECT seq, record_id FROM records WHERE record_id IN "
+            "(SELECT record_id FROM records GROUP BY record_id HAVING count(*) > 1) ORDER BY seq"
+        )
     )
-    seen: set[str] = set()
-    repeats: dict[int, str] = {}
-    for seq, record_id in rows:
-        if record_id in seen:
-            repeats[seq] = record_id
-        seen.add(record_id)
-    return repeats
-
-
-def _record_dict(row: tuple) -> dict:
-    seq, record_id, prev_hash, record_hash, body_json = row
-    try:
-        body = json.loads(body_json)
-    except (TypeError, ValueError):
-        body = {"unreadable_body": body_json}  # a tampered row must not stop `show` or `export`
-    return {"seq": seq, "record_id": record_id, "prev_hash": prev_hash, "hash": record_hash, "body": body}
 
 
 @contextmanager

@@ -31,14 +31,24 @@ Known limits (hash chains hold no secret; only the signed checkpoints do):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from gensdk._canonical import canonical_json
 from gensdk.audit import keys
 from gensdk.audit.base import GENESIS_HASH, VerifyReport, chain_hash
 
-__all__ = ["Checkpoint", "Row", "TrustedKey", "checkpoint_message", "verify_chain"]
+__all__ = [
+    "Checkpoint",
+    "Row",
+    "TrustedKey",
+    "checkpoint_message",
+    "repeated_record_ids",
+    "trusted_key",
+    "verify_chain",
+]
 
 # (seq, record_id, prev_hash, hash, body_json) as stored
 Row = tuple[int, str, str, str, str]
@@ -60,6 +70,29 @@ class TrustedKey:
     @property
     def key_id(self) -> str:
         return keys.key_id_of(self.raw)
+
+
+def trusted_key(
+    public_key_path: str | os.PathLike[str] | None, private_key_path: Path, stored_key: bytes | None
+) -> TrustedKey | None:
+    """The key checkpoints must be signed with: a pinned public key file, else the private signing key, else
+    (weakest, reported as key_source "meta") the public key stored in the trail itself."""
+    if public_key_path:
+        return TrustedKey(keys.load_public_key_file(Path(public_key_path)), "public-key-file")
+    if private_key_path.exists():
+        return TrustedKey(keys.public_raw(keys.load_private_key(private_key_path)), "private-key-file")
+    return TrustedKey(stored_key, "meta") if stored_key else None
+
+
+def repeated_record_ids(pairs: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """seq -> record_id for every repeat of a record_id among (seq, record_id) pairs in seq order."""
+    seen: set[str] = set()
+    repeats: dict[int, str] = {}
+    for seq, record_id in pairs:
+        if record_id in seen:
+            repeats[seq] = record_id
+        seen.add(record_id)
+    return repeats
 
 
 def checkpoint_message(seq: int, record_hash: str) -> bytes:

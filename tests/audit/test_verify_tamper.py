@@ -93,7 +93,8 @@ def insert_forged(conn: sqlite3.Connection, seq: int, record_id: str = "forged")
     row = conn.execute("SELECT hash FROM records WHERE seq = ?", (seq - 1,)).fetchone()
     prev = row[0] if row else GENESIS_HASH
     body = canonical_json({"record_id": record_id, "kind": "generation", "verdict": "pass", "seq": seq})
-    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?)", (seq, record_id, prev, chain_hash(prev, body), body.decode()))
+    row = (seq, record_id, prev, chain_hash(prev, body), body.decode())
+    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?)", row)
 
 
 def swap(conn: sqlite3.Connection, i: int, j: int, columns: tuple[str, ...]) -> None:
