@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from gensdk.audit import AuditSink, open_audit_sink
 from gensdk.config import EngineConfig
@@ -30,6 +30,9 @@ from gensdk.policy import Policy
 from gensdk.request import GenerationContext, Request, fresh_seed, parse_request
 from gensdk.result import Result
 from gensdk.verdicts import PolicyOutcome, Verdict, most_severe
+
+if TYPE_CHECKING:
+    from gensdk.streaming import TextStream
 
 __all__ = ["Engine"]
 
@@ -82,21 +85,26 @@ class Engine:
 
     def _open_audit(self, target: str | Path | None) -> AuditSink:
         sinks = {reg.id: reg.component for reg in self.host.sinks}
-        return open_audit_sink(target or self.config.audit, sinks=sinks, **self.config.audit_options)
+        try:
+            return open_audit_sink(target or self.config.audit, sinks=sinks, **self.config.audit_options)
+        except (TypeError, ValueError) as exc:  # an unknown or ill-typed audit_options key
+            raise ConfigError(f"invalid audit_options {sorted(self.config.audit_options)}: {exc}") from None
 
     # -- models ---------------------------------------------------------------------------------------------
 
-    def load_model(self, path: str | Path) -> ModelFamily:
-        """Load (once; cached on the engine) a model directory through the family that owns it."""
-        key = str(Path(path).resolve())
+    def load_model(self, path: str | Path, **options: Any) -> ModelFamily:
+        """Load (once per path and options; cached on the engine) a model directory through the family that
+        owns it. `options` go to `family.load(path, **options)`: e.g. the LLM family's `allow_pickle=True` or
+        `trust_remote_code=True`, which its audit identity records."""
+        key = repr((str(Path(path).resolve()), sorted(options.items())))
         if key not in self._models:
-            self._models[key] = self._load_uncached(Path(path))
+            self._models[key] = self._load_uncached(Path(path), options)
         return self._models[key]
 
-    def _load_uncached(self, path: Path) -> ModelFamily:
+    def _load_uncached(self, path: Path, options: Mapping[str, Any]) -> ModelFamily:
         family = self._family_for(path)
         try:
-            return family.load(path)
+            return family.load(path, **options)
         except GensdkError:
             raise
         except Exception as exc:
@@ -133,9 +141,7 @@ class Engine:
         **fields: Any,
     ) -> Result:
         """Generate through every enabled policy; return only after the audit record is committed."""
-        family = model if isinstance(model, ModelFamily) else self.load_model(model)
-        req = parse_request(request, fields)
-        run = _Run(req, req.seed if req.seed is not None else fresh_seed(), family, self._runner.start(req, family.modality))
+        run = self._start_run(model, request, fields)
         try:
             self._execute(run)
         except GenerationError as exc:
@@ -144,6 +150,28 @@ class Engine:
             self._commit(run)
             raise
         return self._commit(run)
+
+    def stream(
+        self,
+        model: ModelFamily | str | Path,
+        request: Request | Mapping[str, Any] | None = None,
+        *,
+        lookback: int | None = None,
+        **fields: Any,
+    ) -> TextStream:
+        """Stream one completion's text through every enabled policy (see gensdk.streaming): chunks are
+        released `lookback` characters behind the model, the audit record is committed before the last one,
+        and the stream's `.result` holds the Result once it is exhausted."""
+        from gensdk.streaming import stream
+
+        return stream(self, model, request, lookback=lookback, **fields)
+
+    def _start_run(self, model: ModelFamily | str | Path, request: Request | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> _Run:
+        """Resolve the model, validate the request, pick the seed and open the policies' outcomes."""
+        family = model if isinstance(model, ModelFamily) else self.load_model(model)
+        req = parse_request(request, fields)
+        family.check_request(req)  # once, on the whole request, before it is split into micro-batches
+        return _Run(req, req.seed if req.seed is not None else fresh_seed(), family, self._runner.start(req, family.modality))
 
     def _execute(self, run: _Run) -> None:
         ctx = self._context(run, batch_index=0)

@@ -50,10 +50,15 @@ class ModelFamily(ABC):
     source_path: Path | None = None
     weights_digest: str | None = None
 
-    def generate(self, request: Request, context: GenerationContext) -> list[Output]:
-        """Validate the request for this family, generate, and check the family kept its contract."""
+    def check_request(self, request: Request) -> BaseModel:
+        """Everything this family can reject before generating: its params, then the request itself."""
         params = self.parse_params(request.params)
         self.validate_request(request)
+        return params
+
+    def generate(self, request: Request, context: GenerationContext) -> list[Output]:
+        """Validate the request for this family, generate, and check the family kept its contract."""
+        params = self.check_request(request)
         try:
             outputs = self._generate(request, params, context)
         except (RequestError, GenerationError):

@@ -44,8 +44,9 @@ class FamilyConformance:
         raise NotImplementedError("return a small ready-to-generate model")
 
     @pytest.fixture(scope="class")
-    def model(self) -> ModelFamily:
-        return self.make_model()
+    @classmethod
+    def model(cls) -> ModelFamily:
+        return cls().make_model()
 
     def _engine(self, tmp_path: Path, **kwargs: Any) -> Any:
         return make_engine(tmp_path, plugins=[self.plugin], **kwargs)
