@@ -69,7 +69,7 @@ def load_config(path: str | Path) -> EngineConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad TOML, bad UTF-8, a NUL byte in the path
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
     try:
         return EngineConfig.model_validate(data)

@@ -51,7 +51,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout_s: float | None) -> Any:
             done.set()
 
     threading.Thread(target=run, daemon=True, name="gensdk-policy").start()
-    if not done.wait(timeout_s):
+    if not done.wait(min(timeout_s, threading.TIMEOUT_MAX)):  # beyond TIMEOUT_MAX, wait() overflows
         raise PolicyTimeout(f"did not finish within {timeout_s:g} s")
     if "error" in box:
         raise box["error"]

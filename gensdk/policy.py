@@ -43,13 +43,14 @@ PIPELINE_HOOKS = ("check_request", "prepare_generation", "transform_output", "in
 class PolicyOptions(BaseModel):
     """Base for a policy's own options. Unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/NaN: options go into the config digest, and canonical JSON has no form for them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PolicySettings(BaseModel):
     """How the engine treats a policy, the same for every policy."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     on_fail: Literal["block", "warn"] = "block"
     # "allow" lets outputs through when the policy itself fails. Loud: logged and recorded as `bypassed`.
@@ -73,6 +74,11 @@ class Policy:
     ):
         self.options = _validate(self.Options, options, f"options of policy {self.id!r}")
         self.settings = _validate(PolicySettings, settings, f"settings of policy {self.id!r}")
+        try:
+            # Both go into every audit record's config digest: refuse what canonical JSON cannot hold.
+            digest_of([self.options.model_dump(mode="json"), self.settings.model_dump(mode="json")])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"policy {self.id!r} has a configuration the audit trail cannot record: {exc}") from None
         if self.settings.on_error == "allow":
             log.warning(
                 "policy %r is configured on_error='allow': outputs it fails on are released and recorded as "

@@ -217,12 +217,11 @@ def test_raise_for_verdict_names_the_blocking_policy(tmp_path: Path) -> None:
 
 
 def test_raise_for_verdict_returns_the_result_when_nothing_is_blocked(tmp_path: Path) -> None:
-    engine = make_engine(tmp_path, policies=[KeywordPolicy({"words": ["secret"], })])
+    engine = make_engine(tmp_path, policies=[KeywordPolicy({"words": ["x"]}, {"on_fail": "warn"})])
     passing = engine.generate(MockFamily().enqueue("fine"), n=1, seed=1)
+    assert passing.verdict is Verdict.PASS
     assert passing.raise_for_verdict() is passing
-    warned = make_engine(tmp_path, policies=[KeywordPolicy({"words": ["x"]}, {"on_fail": "warn"})]).generate(
-        MockFamily().enqueue("x"), n=1, seed=1
-    )
+    warned = engine.generate(MockFamily().enqueue("x"), n=1, seed=1)
     assert warned.verdict is Verdict.WARN
     assert warned.raise_for_verdict() is warned
 

@@ -31,6 +31,10 @@ def outcome(result: Any, policy_id: str) -> Any:
     return next(o for o in result.outcomes if o.policy_id == policy_id)
 
 
+def engine_with(tmp_path: Path, *policies: Policy) -> Any:
+    return make_engine(tmp_path, policies=list(policies), audit_name="other.db")
+
+
 class FlagIndex(Policy):
     """Flags the outputs whose index (within the micro-batch) is listed."""
 
@@ -340,10 +344,6 @@ def test_policy_for_other_modalities_is_recorded_not_applicable(tmp_path: Path) 
     # The same table, checked by a policy that applies to tables, is blocked.
     blocked = engine_with(tmp_path, KeywordPolicy({"words": ["secret"]})).generate(TinyTableFamily(), n=3, seed=1)
     assert blocked.verdict is Verdict.BLOCK
-
-
-def engine_with(tmp_path: Path, *policies: Policy) -> Any:
-    return make_engine(tmp_path, policies=list(policies), audit_name="other.db")
 
 
 # -- policies that break their contract ----------------------------------------------------------------------------

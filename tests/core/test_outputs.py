@@ -1,0 +1,92 @@
+"""Typed outputs: the canonical bytes the audit trail hashes, and writing released outputs to files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gensdk import TableOutput, TextOutput, write_outputs
+from gensdk.errors import RequestError
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"age": [39, 50], "income": [0.1, 2.5], "job": ["clerk", "chef, sous"]})
+
+
+def test_same_table_gives_the_same_digest() -> None:
+    first, second = TableOutput(frame()), TableOutput(frame())
+    assert first.canonical_bytes() == second.canonical_bytes()
+    assert first.digest() == second.digest()
+    assert len(first.digest()) == 64
+
+
+def test_changed_cell_changes_the_digest() -> None:
+    changed = frame()
+    changed.loc[1, "income"] = 2.5000001
+    assert TableOutput(changed).digest() != TableOutput(frame()).digest()
+    renamed = frame().rename(columns={"job": "occupation"})
+    assert TableOutput(renamed).digest() != TableOutput(frame()).digest()
+
+
+def test_table_canonical_bytes_are_csv_with_newline_line_ends() -> None:
+    data = TableOutput(frame()).canonical_bytes()
+    assert b"\r" not in data
+    assert data.splitlines()[0] == b"age,income,job"
+    assert b'"chef, sous"' in data
+
+
+def test_text_canonical_bytes_are_utf8() -> None:
+    output = TextOutput("naïve café ✓", prompt="ignored")
+    assert output.canonical_bytes() == "naïve café ✓".encode("utf-8")
+    assert output.digest() == TextOutput("naïve café ✓").digest()  # the prompt is not part of the output
+    assert output.digest() != TextOutput("naive cafe").digest()
+
+
+def test_metadata_does_not_change_the_digest() -> None:
+    plain = TextOutput("same")
+    stamped = TextOutput("same")
+    stamped.metadata["audit_record_id"] = "abc"
+    assert plain.digest() == stamped.digest()
+
+
+def test_tables_are_written_to_one_csv(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "rows.csv"
+    second = pd.DataFrame({"age": [23], "income": [1.0], "job": ["nurse"]})
+    written = write_outputs([TableOutput(frame()), TableOutput(second)], target)
+    assert written == [target]
+    with target.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["clerk", "chef, sous", "nurse"]
+    assert [r["age"] for r in rows] == ["39", "50", "23"]
+
+
+def test_tables_are_written_as_jsonl_when_asked(tmp_path: Path) -> None:
+    target = tmp_path / "rows.jsonl"
+    write_outputs([TableOutput(frame())], target)
+    lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert lines[1] == {"age": 50, "income": 2.5, "job": "chef, sous"}
+
+
+def test_texts_are_written_as_jsonl(tmp_path: Path) -> None:
+    target = tmp_path / "texts.jsonl"
+    write_outputs([TextOutput("héllo\nworld", prompt="p1"), TextOutput("second")], target)
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"prompt": "p1", "text": "héllo\nworld"},
+        {"prompt": None, "text": "second"},
+    ]
+    assert "héllo" in lines[0]  # written as UTF-8, not \\u escapes
+
+
+def test_nothing_to_write_writes_nothing(tmp_path: Path) -> None:
+    assert write_outputs([], tmp_path / "empty.csv") == []
+    assert not (tmp_path / "empty.csv").exists()
+
+
+def test_mixed_modalities_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RequestError, match="mixed modalities"):
+        write_outputs([TextOutput("a"), TableOutput(frame())], tmp_path / "out")
