@@ -34,6 +34,9 @@ def resolve_device(spec: str) -> str:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"device {spec!r} was requested but torch sees no CUDA device")
+        index = spec.partition(":")[2] or "0"
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
         return spec
     raise ConfigError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 

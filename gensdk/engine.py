@@ -179,6 +179,7 @@ class Engine:
         floor = self._runner.check_request(run.request, ctx, run.outcomes)
         run.add_time("check_request", started)
         if not floor.releases:
+            self._runner.mark_skipped(run.outcomes)
             return  # blocked before anything was generated
         batch_size = self.config.max_batch_size or run.model.default_batch_size
         if batch_size < 1:

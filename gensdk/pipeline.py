@@ -117,6 +117,12 @@ class PolicyRunner:
         self._run_findings("check_request", {"request": request, "context": ctx}, ctx, outcomes, verdicts)
         return verdicts.floor
 
+    def mark_skipped(self, outcomes: dict[str, PolicyOutcome]) -> None:
+        """After a request-level block: the policies that never saw an output say so, not 'ok'."""
+        for outcome in outcomes.values():
+            if outcome.status == "ok" and not outcome.findings:
+                outcome.status = "skipped"
+
     def prepare(self, request: Request, ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> dict[int, str]:
         """Collect processors into ctx.processors; returns id(processor) -> policy id."""
         owners: dict[int, str] = {}
@@ -148,7 +154,9 @@ class PolicyRunner:
             try:
                 returned = call_with_timeout(lambda: caller(**kwargs), policy.settings.timeout_s)
             except PolicyTimeout as exc:
-                self._fail(policy, outcome, "timeout", f"{hook}: {exc}", verdicts)
+                # A transform still running in its abandoned thread may yet change the outputs: they can no
+                # longer match any digest we record, so they are blocked even under on_error="allow".
+                self._fail(policy, outcome, "timeout", f"{hook}: {exc}", verdicts, force_block=hook == "transform_output")
             except Exception as exc:
                 self._fail(policy, outcome, "error", f"{hook}: {type(exc).__name__}: {exc}", verdicts)
             else:
@@ -157,8 +165,8 @@ class PolicyRunner:
                 outcome.elapsed_ms += (time.perf_counter() - started) * 1000
         return results
 
-    def _fail(self, policy: Policy, outcome: PolicyOutcome, status: str, message: str, verdicts: BatchVerdicts) -> None:
-        allowed = policy.settings.on_error == "allow"
+    def _fail(self, policy: Policy, outcome: PolicyOutcome, status: str, message: str, verdicts: BatchVerdicts, force_block: bool = False) -> None:
+        allowed = policy.settings.on_error == "allow" and not force_block
         verdict = Verdict.BYPASSED if allowed else Verdict.BLOCK
         log.error("policy %r %s (%s): %s", policy.id, status, "bypassed" if allowed else "output blocked", message)
         outcome.status = status  # type: ignore[assignment]

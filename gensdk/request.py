@@ -26,8 +26,9 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n: int = Field(1, ge=1, le=MAX_OUTPUTS_PER_REQUEST)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    # Strict: n=True or n="5" is a mistake to report, not to coerce.
+    n: int = Field(1, ge=1, le=MAX_OUTPUTS_PER_REQUEST, strict=True)
+    seed: int | None = Field(None, ge=0, lt=2**63, strict=True)
     prompts: list[str] | None = None
     # Chat input: a batch of conversations, each a list of {"role": ..., "content": ...} messages.
     messages: list[list[dict[str, str]]] | None = None

@@ -59,7 +59,8 @@ class Finding:
         return record
 
 
-PolicyStatus = Literal["ok", "violation", "error", "timeout", "not_applicable", "disabled"]
+# "skipped": the request was blocked before this policy saw any output.
+PolicyStatus = Literal["ok", "violation", "error", "timeout", "not_applicable", "disabled", "skipped"]
 
 
 @dataclass

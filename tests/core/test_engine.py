@@ -205,6 +205,12 @@ def test_invalid_request_is_a_request_error_before_anything_runs(tmp_path: Path)
     assert model.history == []
 
 
+@pytest.mark.parametrize("bad_n", [True, "5", 3.0])
+def test_request_counts_are_not_coerced(tmp_path: Path, bad_n: Any) -> None:
+    with pytest.raises(RequestError, match="n:"):
+        make_engine(tmp_path).generate(MockFamily(), n=bad_n)
+
+
 def test_raise_for_verdict_names_the_blocking_policy(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, policies=[NoopPolicy(), KeywordPolicy({"words": ["secret"]})])
     result = engine.generate(MockFamily().enqueue("secret", "fine"), n=2, seed=1)

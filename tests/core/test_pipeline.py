@@ -198,6 +198,37 @@ def test_policy_over_its_time_limit_blocks_without_waiting_for_it(tmp_path: Path
     assert audit_policy(engine, result.audit_record_id, "slow")["status"] == "timeout"
 
 
+class SlowTransform(Policy):
+    """Rewrites outputs after a delay: a transform that outlives its time limit."""
+
+    id = "slow-transform"
+    version = "1"
+
+    @hookimpl
+    def transform_output(self, outputs: list[Any], context: Any) -> None:
+        time.sleep(0.5)
+        for output in outputs:
+            output.text = "rewritten after release"
+
+
+def test_transform_timeout_blocks_even_when_errors_are_allowed(tmp_path: Path) -> None:
+    # A transform still running after its time limit could change outputs after release, so "allow" cannot
+    # apply to it: the outputs are blocked, never bypassed.
+    engine = make_engine(tmp_path, policies=[SlowTransform(settings={"timeout_s": 0.1, "on_error": "allow"})])
+    result = engine.generate(MockFamily(), n=2, seed=1)
+    assert result.outputs == []
+    assert result.output_verdicts == [Verdict.BLOCK, Verdict.BLOCK]
+    assert outcome(result, "slow-transform").status == "timeout"
+
+
+def test_policies_never_reached_after_a_request_block_are_marked_skipped(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, policies=[KeywordPolicy({"words": ["bomb"]}), FlagIndex([0])])
+    result = engine.generate(MockFamily(), n=2, seed=1, prompts=["a bomb"])
+    assert outcome(result, "keyword").status == "violation"
+    assert outcome(result, "flag-index").status == "skipped"
+    assert audit_policy(engine, result.audit_record_id, "flag-index")["status"] == "skipped"
+
+
 def test_huge_time_limit_is_effectively_unbounded() -> None:
     # A limit beyond what the platform's clock can represent must not turn into an error.
     assert call_with_timeout(lambda: time.sleep(0.05) or 7, 1e300) == 7
