@@ -109,6 +109,11 @@ class ModelFamily(ABC):
         """True when `path` is a directory this family loads though it has no gensdk manifest (HF layouts)."""
         return False
 
+    def training_reference(self) -> Any:
+        """What the family kept of its training data for memorisation checks (a
+        `gensdk.reference.TrainingReference`), or None when it kept nothing: the default."""
+        return None
+
     def identity(self) -> dict[str, Any]:
         """Model identity for the audit trail: family, version, weights digest, config digest, source."""
         return {

@@ -44,7 +44,8 @@ class TextOutput(Output):
     prompt: str | None = None
 
     def canonical_bytes(self) -> bytes:
-        return self.text.encode("utf-8")
+        # surrogatepass: text decoded from broken UTF-8 still has one exact byte form to hash.
+        return self.text.encode("utf-8", "surrogatepass")
 
 
 @dataclass(eq=False)

@@ -12,17 +12,19 @@ each component's Gaussian by its conditional Gaussian (the Schur complement).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gensdk.errors import DataError, ModelLoadError, RequestError
+from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, read_manifest, weights_digest, write_manifest
 from gensdk.outputs import Output, TableOutput
-from gensdk.request import GenerationContext, Request
+from gensdk.reference import TrainingReference
+from gensdk.request import GenerationContext, Request, pydantic_message
 from gensdk.tabular import TableSchema, fingerprint, read_table
 
 __all__ = ["GMMFamily", "GMMOptions"]
@@ -31,6 +33,11 @@ WEIGHTS_NAME = "model.safetensors"
 # A one-hot block has a singular covariance (its entries sum to one); this ridge keeps every component's
 # covariance invertible so conditioning on a category is well defined.
 COVARIANCE_RIDGE = 1e-3
+# A held-out sample smaller than this says too little about "how close is a fresh row" to calibrate the
+# memorisation check; smaller tables are fitted on every row and saved without a training reference.
+MIN_HOLDOUT_ROWS = 30
+
+log = logging.getLogger("gensdk_gmm")
 
 
 class GMMOptions(BaseModel):
@@ -40,6 +47,8 @@ class GMMOptions(BaseModel):
     max_iter: int = Field(200, ge=1, le=10_000)
     tol: float = Field(1e-3, gt=0)
     seed: int = Field(0, ge=0)
+    # Share of the rows kept out of EM and saved (with the training rows) as the memorisation reference.
+    holdout_fraction: float = Field(0.1, ge=0, lt=1)
     license: str | None = None
     data_source: str | None = None
 
@@ -54,19 +63,24 @@ class GMMFamily(ModelFamily):
     default_batch_size: ClassVar[int] = 100_000
 
     def __init__(self, options: GMMOptions | dict[str, Any] | None = None):
-        self.options = options if isinstance(options, GMMOptions) else GMMOptions.model_validate(options or {})
+        try:
+            self.options = options if isinstance(options, GMMOptions) else GMMOptions.model_validate(options or {})
+        except ValidationError as exc:  # `train gmm --components 0` is a usage error, not a crash
+            raise ConfigError(f"invalid GMM options: {pydantic_message(exc)}") from None
         self.schema: TableSchema | None = None
         self.params: dict[str, np.ndarray] = {}
         self.metadata: dict[str, Any] = {}
+        self.reference: TrainingReference | None = None
 
     # -- training -------------------------------------------------------------------------------------------
 
     def fit(self, data: Any, progress: Progress | None = None) -> GMMFamily:
         frame = read_table(data)
         self.schema = TableSchema.infer(frame)
+        train, holdout = self._split_holdout(frame)
         self.params = {"center": np.zeros(0), "scale": np.zeros(0)}
-        self._set_scaling(frame)
-        features = self._encode(frame)
+        self._set_scaling(train)
+        features = self._encode(train)
         if len(features) < self.options.n_components:
             raise DataError(f"{len(features)} rows cannot fit {self.options.n_components} mixture components")
         mixture = self._run_em(features, progress)
@@ -75,12 +89,32 @@ class GMMFamily(ModelFamily):
         )
         self.metadata = {
             "training_rows": len(frame),
+            "holdout_rows": len(holdout) if holdout is not None else 0,
             "training_data_fingerprint": fingerprint(frame),
             "converged": bool(mixture.converged_),
             "em_iterations": int(mixture.n_iter_),
             "log_likelihood_per_row": float(mixture.lower_bound_),
         }
+        self.reference = TrainingReference.build(self.schema, train, holdout) if holdout is not None else None
         return self
+
+    def _split_holdout(self, frame: Any) -> tuple[Any, Any]:
+        """(rows EM sees, held-out rows or None): a seeded random sample of `holdout_fraction` of the rows."""
+        n_holdout = round(self.options.holdout_fraction * len(frame))
+        if n_holdout < MIN_HOLDOUT_ROWS:
+            if self.options.holdout_fraction > 0:
+                log.warning(
+                    "%d rows x holdout_fraction %g leaves fewer than %d held-out rows: fitting on every row and "
+                    "keeping no training reference (the memorisation policy will refuse this model)",
+                    len(frame), self.options.holdout_fraction, MIN_HOLDOUT_ROWS,
+                )
+            return frame, None
+        held = np.zeros(len(frame), dtype=bool)
+        held[np.random.default_rng(self.options.seed).choice(len(frame), n_holdout, replace=False)] = True
+        return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+    def training_reference(self) -> TrainingReference | None:
+        return self.reference
 
     def _set_scaling(self, frame: Any) -> None:
         numeric = [c.name for c in self.schema.columns if c.numeric]
@@ -247,6 +281,11 @@ class GMMFamily(ModelFamily):
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: np.ascontiguousarray(v) for k, v in self.params.items()}, str(path / WEIGHTS_NAME))
         write_manifest(path, type(self), self.config())
+        if self.reference is not None:
+            self.reference.save(path)
+        else:  # never leave another model's reference beside these weights
+            for stale in ("reference.safetensors", "reference.json"):
+                (path / stale).unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -255,22 +294,27 @@ class GMMFamily(ModelFamily):
         manifest = read_manifest(path)
         if manifest["family"] != cls.id:
             raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a GMM")
-        model = cls(manifest.get("options"))
+        try:
+            model = cls(manifest.get("options"))
+        except ConfigError as exc:
+            raise ModelLoadError(f"{path / MANIFEST_NAME} is corrupted: {exc}") from None
         try:
             model.schema = TableSchema.from_json(manifest["schema"])
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(f"{path / MANIFEST_NAME} is corrupted: bad schema ({exc})") from None
         model.params = _read_weights(path / WEIGHTS_NAME)
-        model.metadata = {k: manifest[k] for k in ("training_rows", "training_data_fingerprint", "converged", "em_iterations", "log_likelihood_per_row") if k in manifest}
+        model.metadata = {k: manifest[k] for k in ("training_rows", "training_data_fingerprint", "converged", "em_iterations", "log_likelihood_per_row", "holdout_rows") if k in manifest}
         model._check_shapes(path)
+        model.reference = TrainingReference.load(path)
         model.source_path = path
         model.weights_digest = weights_digest(path / WEIGHTS_NAME)
         return model
 
     def _check_shapes(self, path: Path) -> None:
         width = len(self._numeric_names()) + sum(len(c.categories) for c in self._categorical_columns())
-        k = self.params["weights"].shape[0]
-        expected = {"means": (k, width), "covariances": (k, width, width), "center": (len(self._numeric_names()),)}
+        k, numeric = self.params["means"].shape[0] if self.params["means"].ndim else 0, len(self._numeric_names())
+        expected = {"weights": (k,), "means": (k, width), "covariances": (k, width, width),
+                    "center": (numeric,), "scale": (numeric,)}
         for name, shape in expected.items():
             if self.params[name].shape != shape:
                 raise ModelLoadError(f"{path / WEIGHTS_NAME}: {name} has shape {self.params[name].shape}, expected {shape}")

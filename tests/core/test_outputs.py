@@ -90,3 +90,11 @@ def test_nothing_to_write_writes_nothing(tmp_path: Path) -> None:
 def test_mixed_modalities_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RequestError, match="mixed modalities"):
         write_outputs([TextOutput("a"), TableOutput(frame())], tmp_path / "out")
+
+
+def test_text_with_lone_surrogates_still_has_a_stable_digest() -> None:
+    from gensdk.outputs import TextOutput
+
+    broken = b"caf\xe9 ok".decode("utf-8", "surrogateescape")  # what reading non-UTF-8 bytes leaves
+    assert TextOutput(broken).digest() == TextOutput(broken).digest()
+    assert TextOutput(broken).digest() != TextOutput("caf ok").digest()
