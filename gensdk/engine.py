@@ -6,7 +6,7 @@
 
 Data flow per request (see DESIGN.md): resolve the model -> check_request -> for each micro-batch:
 prepare_generation -> family.generate -> transform_output -> inspect_output -> verdicts -> audit append
-(committed) -> Result. Nothing is returned before its audit record is committed.
+(committed) -> finalize_output (released outputs) -> Result. Nothing is returned before its audit record is committed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from gensdk.audit import AuditSink, open_audit_sink
 from gensdk.config import EngineConfig
 from gensdk.device import batch_seed, inference_mode, resolve_device, resolve_dtype
-from gensdk.errors import ConfigError, GenerationError, GensdkError, ModelLoadError, UnknownComponentError
+from gensdk.errors import ConfigError, GenerationError, GensdkError, ModelLoadError, PluginError, UnknownComponentError
 from gensdk.family import MANIFEST_NAME, ModelFamily, read_manifest
 from gensdk.outputs import Output
 from gensdk.pipeline import BatchVerdicts, PolicyRunner
@@ -47,6 +47,7 @@ class _Run:
     seed: int
     model: ModelFamily
     outcomes: dict[str, PolicyOutcome]
+    identity: dict[str, Any] = field(default_factory=dict)  # the model's, taken once per request
     outputs: list[Output] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -119,7 +120,11 @@ class Engine:
         if len(claimants) == 1:
             return claimants[0]
         if not claimants:
-            raise ModelLoadError(f"{path} is not a model directory any installed family recognises")
+            installed = ", ".join(reg.id for reg in self.host.families) or "none"
+            raise ModelLoadError(
+                f"{path} is not a model directory: it has no {MANIFEST_NAME} and no installed model family "
+                f"recognises its layout (installed: {installed})"
+            )
         names = ", ".join(c.id for c in claimants)
         raise ModelLoadError(f"{path} is claimed by several model families ({names}); load it with one of them")
 
@@ -171,7 +176,8 @@ class Engine:
         family = model if isinstance(model, ModelFamily) else self.load_model(model)
         req = parse_request(request, fields)
         family.check_request(req)  # once, on the whole request, before it is split into micro-batches
-        return _Run(req, req.seed if req.seed is not None else fresh_seed(), family, self._runner.start(req, family.modality))
+        seed = req.seed if req.seed is not None else fresh_seed()
+        return _Run(req, seed, family, self._runner.start(req, family.modality), identity=family.identity())
 
     def _execute(self, run: _Run) -> None:
         ctx = self._context(run, batch_index=0)
@@ -216,7 +222,7 @@ class Engine:
             device=self.device,
             dtype=self.dtype,
             modality=run.model.modality,
-            model_info=run.model.identity(),
+            model_info=run.identity,
             model=run.model,
             batch_index=batch_index,
         )
@@ -233,6 +239,7 @@ class Engine:
         for output, digest in zip(run.outputs, digests):
             output.metadata["audit_record_id"] = receipt.record_id
             output.metadata["digest"] = digest
+        self._finalize(run, released, {"record_id": receipt.record_id, "seq": receipt.seq, "hash": receipt.hash, "body": body})
         return Result(
             outputs=released,
             verdict=verdict,
@@ -244,6 +251,19 @@ class Engine:
             model=body["model"],
         )
 
+    def _finalize(self, run: _Run, released: list[Output], record: dict[str, Any]) -> None:
+        """The finalize_output hook on the released outputs, skipping policies that did not take part."""
+        if not released:
+            return
+        idle = [p for p in self.policies if run.outcomes[p.id].status in ("disabled", "not_applicable")]
+        try:
+            self.host.pm.subset_hook_caller("finalize_output", remove_plugins=idle)(outputs=released, record=record)
+        except GensdkError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"finalize_output failed after audit record {record['record_id']} was committed; "
+                              f"the outputs are withheld: {type(exc).__name__}: {exc}") from exc
+
     def _record_body(self, run: _Run, outcomes: list[PolicyOutcome], verdict: Verdict, digests: list[str]) -> dict[str, Any]:
         from gensdk import __version__
 
@@ -254,7 +274,7 @@ class Engine:
             "request_id": run.request.request_id,
             "request_digest": run.request.digest(),
             "seed": run.seed,
-            "model": run.model.identity(),
+            "model": run.identity,
             "engine": {"gensdk_version": __version__, "device": self.device, "dtype": self.dtype},
             "policies": [o.to_record() for o in outcomes],
             "outputs": [

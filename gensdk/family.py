@@ -116,14 +116,15 @@ class ModelFamily(ABC):
 
     def identity(self) -> dict[str, Any]:
         """Model identity for the audit trail: family, version, weights digest, config digest, source."""
+        config = self.config()
         return {
             "family": self.id,
             "family_version": self.version,
             "weights_digest": self.weights_digest,
-            "config_digest": digest_of(self.config()),
+            "config_digest": digest_of(config),
             "path": str(self.source_path) if self.source_path else None,
-            "license": self.config().get("license"),
-            "data_source": self.config().get("data_source"),
+            "license": config.get("license"),
+            "data_source": config.get("data_source"),
         }
 
     def config(self) -> dict[str, Any]:

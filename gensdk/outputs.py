@@ -54,8 +54,35 @@ class TableOutput(Output):
     frame: pd.DataFrame
 
     def canonical_bytes(self) -> bytes:
-        # CSV with "\n" line ends; pandas writes floats with repr precision, so equal frames give equal bytes.
-        return self.frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        """Column by column: name, type tag and data, each length-prefixed so no two tables share bytes.
+
+        Numeric columns contribute their little-endian numpy buffer and text columns a JSON list; writing
+        CSV instead cost ~100 ms per 10,000 rows, most of the engine's overhead over the bare model.
+        """
+        parts = [b"gensdk-table/1"]
+        for name in self.frame.columns:
+            tag, data = _column_bytes(self.frame[name])
+            for field in (str(name).encode("utf-8", "surrogatepass"), tag.encode(), data):
+                parts += [len(field).to_bytes(8, "big"), field]
+        return b"".join(parts)
+
+
+def _column_bytes(column: Any) -> tuple[str, bytes]:
+    import numpy as np
+
+    values = column.to_numpy()
+    if values.dtype.kind in "biuf":
+        little = values.dtype.newbyteorder("<")
+        return str(values.dtype), np.ascontiguousarray(values, dtype=little).tobytes()
+    listed = values.tolist()
+    try:
+        joined = "\0".join(listed)
+    except TypeError:  # not all strings (numbers, None, NaN): JSON keeps each value's type
+        joined = None
+    # NUL-separated is unambiguous only when no value holds a NUL itself: exactly one per separator.
+    if joined is not None and listed and joined.count("\0") == len(listed) - 1:
+        return "utf8-nul", joined.encode("utf-8", "surrogatepass")
+    return "json", json.dumps(listed, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
 
 
 @dataclass(eq=False)

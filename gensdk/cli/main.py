@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 import click
+from rich.markup import escape
 
 from gensdk.cli.output import error_console
 from gensdk.errors import GensdkError
@@ -46,12 +47,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except GensdkError as exc:
-        error_console().print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # escape: a message may hold brackets ("pip install 'gensdk[gmm]'"); soft_wrap: one line, never folded
+        error_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except Exception as exc:  # a bug: say so in one line, keep the traceback for those who ask
         if os.environ.get("GENSDK_DEBUG"):
             raise
-        error_console().print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (GENSDK_DEBUG=1 shows the traceback)", highlight=False)
+        error_console().print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))} (GENSDK_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
         return INTERNAL_ERROR_EXIT
     return returned if isinstance(returned, int) else 0
 

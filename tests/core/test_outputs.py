@@ -32,11 +32,20 @@ def test_changed_cell_changes_the_digest() -> None:
     assert TableOutput(renamed).digest() != TableOutput(frame()).digest()
 
 
-def test_table_canonical_bytes_are_csv_with_newline_line_ends() -> None:
-    data = TableOutput(frame()).canonical_bytes()
-    assert b"\r" not in data
-    assert data.splitlines()[0] == b"age,income,job"
-    assert b'"chef, sous"' in data
+def test_table_canonical_bytes_keep_column_boundaries() -> None:
+    # Length-prefixed fields: moving a value between columns or names cannot give the same bytes.
+    left = TableOutput(pd.DataFrame({"a": ["xy"], "b": ["z"]}))
+    right = TableOutput(pd.DataFrame({"a": ["x"], "b": ["yz"]}))
+    swapped = TableOutput(pd.DataFrame({"ab": ["xy"], "": ["z"]}))
+    assert len({left.digest(), right.digest(), swapped.digest()}) == 3
+    assert TableOutput(frame()).canonical_bytes().startswith(b"gensdk-table/1")
+
+
+def test_table_digest_depends_on_dtype_and_value() -> None:
+    ints = TableOutput(pd.DataFrame({"a": [1, 2]}))
+    floats = TableOutput(pd.DataFrame({"a": [1.0, 2.0]}))
+    texts = TableOutput(pd.DataFrame({"a": ["1", "2"]}))
+    assert len({ints.digest(), floats.digest(), texts.digest()}) == 3
 
 
 def test_text_canonical_bytes_are_utf8() -> None:
@@ -98,3 +107,11 @@ def test_text_with_lone_surrogates_still_has_a_stable_digest() -> None:
     broken = b"caf\xe9 ok".decode("utf-8", "surrogateescape")  # what reading non-UTF-8 bytes leaves
     assert TextOutput(broken).digest() == TextOutput(broken).digest()
     assert TextOutput(broken).digest() != TextOutput("caf ok").digest()
+
+
+def test_text_cells_holding_the_separator_fall_back_to_an_unambiguous_form() -> None:
+    joined_wrongly = TableOutput(pd.DataFrame({"a": ["x\0y", "z"]}))
+    split_differently = TableOutput(pd.DataFrame({"a": ["x", "y\0z"]}))
+    assert joined_wrongly.digest() != split_differently.digest()
+    mixed = TableOutput(pd.DataFrame({"a": ["1", 1]}, dtype=object))
+    assert mixed.digest() != TableOutput(pd.DataFrame({"a": ["1", "1"]})).digest()
