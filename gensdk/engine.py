@@ -71,12 +71,23 @@ class Engine:
         `policies` are policy instances enabled after those the configuration names."""
         self.config = EngineConfig.parse(config)
         self.host = get_plugin_host(plugins, load_entrypoints)
-        self.device = resolve_device(self.config.device)
-        self.dtype = resolve_dtype(self.config.dtype, self.device)
+        # "auto" needs torch to look for CUDA, and importing torch takes seconds: resolve it on first use so
+        # a bad model path or request fails fast. An explicit device is checked now.
+        self._device = None if self.config.device == "auto" else resolve_device(self.config.device)
         self.policies = [*self._configured_policies(), *policies]
         self._runner = PolicyRunner(self.host.pm, self.policies)
         self.audit = audit if isinstance(audit, AuditSink) else self._open_audit(audit)
         self._models: dict[str, ModelFamily] = {}
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = resolve_device(self.config.device)
+        return self._device
+
+    @property
+    def dtype(self) -> str:
+        return resolve_dtype(self.config.dtype, self.device)
 
     def _configured_policies(self) -> list[Policy]:
         return [
