@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_adult", "adult_path"]
+__all__ = ["adult_path", "load_adult", "load_tinyshakespeare", "tinyshakespeare_path"]
 
 
 def adult_path() -> str:
@@ -20,3 +20,15 @@ def load_adult() -> pd.DataFrame:
     import pandas as pd
 
     return pd.read_csv(adult_path())
+
+
+def tinyshakespeare_path() -> str:
+    return str(files("gensdk.datasets") / "tinyshakespeare.txt.gz")
+
+
+def load_tinyshakespeare() -> str:
+    """The concatenated works of Shakespeare (1.1 MB of plain text, public domain), for training small LMs."""
+    import gzip
+
+    with gzip.open(tinyshakespeare_path(), "rt", encoding="utf-8") as f:
+        return f.read()
