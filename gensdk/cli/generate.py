@@ -22,23 +22,72 @@ AUDIT_HELP = "Audit trail (path or URL). Default: $GENSDK_AUDIT, else the user d
 @click.option("--config", "config", type=click.Path(path_type=Path), default=None, envvar="GENSDK_CONFIG", help="gensdk.toml with the policies to enforce.")
 @click.option("--audit", "audit", default=None, envvar="GENSDK_AUDIT", help=AUDIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON.")
+@click.option("--chat", "chat", type=click.Path(path_type=Path), default=None, help="JSONL of conversations: each line a list of {role, content} messages, or {\"messages\": [...]}.")
+@click.option("--stream", "stream", is_flag=True, help="Print text as the policies release it (one prompt or conversation).")
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights; unsafe, recorded in the audit trail.")
+@click.option("--trust-remote-code", is_flag=True, help="Run code shipped with the model; unsafe, recorded in the audit trail.")
 def generate(model_dir: Path, n: int, seed: int | None, prompts: tuple[str, ...], conditions: tuple[str, ...],
-             params: tuple[str, ...], out: Path | None, config: Path | None, audit: str | None, as_json: bool) -> None:
+             params: tuple[str, ...], out: Path | None, config: Path | None, audit: str | None, as_json: bool,
+             chat: Path | None, stream: bool, allow_pickle: bool, trust_remote_code: bool) -> None:
     """Generate from a model directory through every enabled policy."""
     from gensdk.engine import Engine
     from gensdk.outputs import write_outputs
 
-    request = {"n": n, "seed": seed, "prompts": list(prompts) or None,
+    request = {"n": n, "seed": seed, "prompts": list(prompts) or None, "messages": _read_chat(chat) if chat else None,
                "conditions": parse_assignments(conditions, "--condition"), "params": parse_assignments(params, "--param")}
+    unsafe = {k: True for k, on in (("allow_pickle", allow_pickle), ("trust_remote_code", trust_remote_code)) if on}
     with Engine(config, audit=audit) as engine:
-        result = engine.generate(model_dir, request)
+        model = engine.load_model(model_dir, **unsafe)
+        result = _stream(engine, model, request) if stream else engine.generate(model, request)
     written = write_outputs(result.outputs, out) if out and result.outputs else []
+    if not (stream or out or as_json):
+        for output in result.outputs:
+            if output.modality == "text":
+                click.echo(output.text)
     summary = _summary(result, written)
     if as_json:
         print_json(summary)
     else:
         _print_summary(summary)
     result.raise_for_verdict()
+
+
+def _stream(engine, model, request: dict):
+    """Echo chunks as they are released; the Result arrives once the stream is exhausted."""
+    chunks = engine.stream(model, request)
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
+    click.echo()
+    return chunks.result
+
+
+def _read_chat(path: Path) -> list[list[dict]]:
+    """Conversations from JSONL; a line that is not one is a DataError naming the line."""
+    import json
+
+    from gensdk.errors import DataError
+
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read chat file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"chat file {path} is not UTF-8: undecodable byte at offset {exc.start}") from None
+    conversations = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number} is not JSON: {exc.msg}") from None
+        messages = item.get("messages") if isinstance(item, dict) else item
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise DataError(f"{path}:{number} is not a list of messages or an object with \"messages\"")
+        conversations.append(messages)
+    if not conversations:
+        raise DataError(f"chat file {path} holds no conversation")
+    return conversations
 
 
 def _summary(result, written: list[Path]) -> dict:
