@@ -1,0 +1,687 @@
+"""The reversible table encoding that the neural table families (GAN, VAE) learn on, and what they share
+around it: the conditional vector with training-by-sampling, conditioned rejection sampling, and the
+per-category coverage report that diagnoses mode collapse.
+
+The encoding is CTGAN's (Xu et al., 2019, "Modeling Tabular Data using Conditional GAN"):
+
+* a continuous, integer or datetime column is normalised per *mode*: a Bayesian Gaussian mixture (scikit-
+  learn's, Dirichlet-process prior) finds its modes; a value becomes a one-hot of its mode and a scalar
+  alpha = (x - mean_k) / (4 std_k) in (-1, 1). A multi-modal column (capital gains: a spike at 0 and a long
+  tail) is then easy for a network, where a min-max scaled one squashes the spike into a few bits;
+* a categorical or boolean column is one-hot;
+* a column with missing cells gets one more one-hot entry, "missing", so generated tables have missing cells
+  at the training rate, and decoding restores them as NaN.
+
+    schema = TableSchema.infer(frame, allow_missing=True, allow_datetime=True)
+    transform = TableTransform.fit(frame, schema, seed=0)
+    x = transform.encode(frame, rng)          # (rows, transform.width) float32
+    back = transform.decode(x)                # same columns, dtypes, ranges, missing cells
+
+`spans` tells a network which slices of a row are a tanh scalar and which are a softmax block.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gensdk.errors import ConfigError, DataError, GenerationError, ModelLoadError, RequestError
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, read_manifest, weights_digest, write_manifest
+from gensdk.outputs import Output, TableOutput
+from gensdk.request import GenerationContext, Request, pydantic_message
+from gensdk.tabular import ColumnSpec, TableSchema, fingerprint, read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ConditionSampler", "NeuralTableFamily", "NeuralTableOptions", "Span", "TableTransform",
+           "conditioned_rows", "coverage_report", "sample_rows", "split_holdout"]
+
+log = logging.getLogger("gensdk.tabular_transform")
+
+# CTGAN's settings: at most 10 modes per column, and a mode weighing under 0.5% is dropped (its values go to
+# the nearest kept mode) so the network is not asked to learn modes that hold a handful of rows.
+MAX_MODES = 10
+MIN_MODE_WEIGHT = 0.005
+# Fitting the mixture on more than this many values gains nothing measurable and costs seconds per column.
+MAX_FIT_ROWS = 10_000
+# alpha = (x - mean) / (ALPHA_SCALE * std): 4 standard deviations cover 99.99% of a mode inside (-1, 1).
+ALPHA_SCALE = 4.0
+MISSING = "<missing>"
+
+
+@dataclass
+class Span:
+    """A slice of an encoded row: one tanh scalar, or one softmax block (modes or categories)."""
+
+    column: str
+    start: int
+    width: int
+    activation: Literal["tanh", "softmax"]
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.width
+
+
+@dataclass
+class ColumnCodec:
+    """How one column is encoded: its mixture modes (numbers, dates) or its categories."""
+
+    name: str
+    numeric: bool
+    means: list[float] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    categories: list[Any] = field(default_factory=list)
+    has_missing: bool = False
+
+    @property
+    def one_hot_width(self) -> int:
+        return (len(self.means) if self.numeric else len(self.categories)) + int(self.has_missing)
+
+
+class TableTransform:
+    def __init__(self, schema: TableSchema, codecs: list[ColumnCodec]):
+        self.schema = schema
+        self.codecs = codecs
+        self.spans: list[Span] = []
+        offset = 0
+        for codec in codecs:
+            if codec.numeric:
+                self.spans.append(Span(codec.name, offset, 1, "tanh"))
+                offset += 1
+            self.spans.append(Span(codec.name, offset, codec.one_hot_width, "softmax"))
+            offset += codec.one_hot_width
+        self.width = offset
+
+    # -- fitting --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, schema: TableSchema, seed: int = 0, max_modes: int = MAX_MODES) -> TableTransform:
+        """Fit a mixture per numeric column; reject columns that carry nothing to learn."""
+        codecs = []
+        for col in schema.columns:
+            values = frame[col.name]
+            present = values.dropna()
+            if present.empty:
+                raise DataError(f"column {col.name!r} has no values (every row is missing); drop it")
+            if present.nunique() < 2 and not col.missing:
+                raise DataError(f"column {col.name!r} holds one value ({present.iloc[0]}) in every row: it carries "
+                                "nothing to learn; drop it and add it back to the generated rows")
+            if col.numeric or col.kind == "datetime":
+                codec = _fit_modes(col, _as_numbers(present, col), seed, max_modes)
+            else:
+                codec = ColumnCodec(col.name, False, categories=list(col.categories))
+            codec.has_missing = bool(col.missing)
+            codecs.append(codec)
+        return cls(schema, codecs)
+
+    # -- encoding -------------------------------------------------------------------------------------------
+
+    def encode(self, frame: pd.DataFrame, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Rows as float32 vectors. With `rng` each value's mode is drawn from its posterior (CTGAN's
+        training encoding, which keeps a value between two modes from always landing in one); without, the
+        most likely mode. Missing cells encode as the "missing" entry; an unknown category is a DataError."""
+        missing_columns = [c for c in self.schema.names if c not in frame.columns]
+        if missing_columns:
+            raise DataError(f"the table lacks the training columns {missing_columns}")
+        out = np.zeros((len(frame), self.width), np.float32)
+        rows = np.arange(len(frame))
+        spans = iter(self.spans)
+        for codec, col in zip(self.codecs, self.schema.columns):
+            values = frame[codec.name]
+            absent = values.isna().to_numpy()
+            if absent.any() and not codec.has_missing:
+                codec_missing_hint = "" if col.missing else " (the training data had none in this column)"
+                raise DataError(f"column {codec.name!r} has {int(absent.sum())} missing cells{codec_missing_hint}")
+            if codec.numeric:
+                alpha_span, mode_span = next(spans), next(spans)
+                x = np.zeros(len(frame))
+                x[~absent] = _as_numbers(values[~absent], col)
+                alpha, mode = _alpha_and_mode(codec, x, rng)
+                mode[absent] = len(codec.means)
+                alpha[absent] = 0.0
+                out[:, alpha_span.start] = alpha
+                out[rows, mode_span.start + mode] = 1.0
+            else:
+                span = next(spans)
+                out[rows, span.start + self.category_codes(codec, values, absent)] = 1.0
+        return out
+
+    def category_codes(self, codec: ColumnCodec, values: pd.Series, absent: np.ndarray) -> np.ndarray:
+        """Index of each value among the codec's categories (the missing entry is the last)."""
+        lookup = {str(c): i for i, c in enumerate(codec.categories)}
+        codes = np.array([lookup.get(str(v), -1) for v in values.to_numpy()], dtype=np.int64)
+        codes[absent] = len(codec.categories)
+        unknown = (codes < 0) & ~absent
+        if unknown.any():
+            value = values.to_numpy()[np.flatnonzero(unknown)[0]]
+            raise DataError(f"column {codec.name!r} has the category {value!r}, which the training data did not "
+                            f"have ({int(unknown.sum())} rows); known: {', '.join(map(repr, codec.categories[:20]))}")
+        return codes
+
+    def decode(self, x: np.ndarray, allow_missing: bool = True) -> pd.DataFrame:
+        """Encoded rows (one-hot or scores: the largest entry wins) back to a table with the training
+        columns, dtypes and ranges. `allow_missing=False` never picks the missing entry (imputation)."""
+        import pandas as pd
+
+        data: dict[str, Any] = {}
+        spans = iter(self.spans)
+        for codec in self.codecs:
+            if codec.numeric:
+                alpha = np.clip(x[:, next(spans).start], -1, 1)
+                block = x[:, next(spans).start :][:, : codec.one_hot_width]
+                mode = _argmax(block, codec.has_missing and not allow_missing)
+                known = np.minimum(mode, len(codec.means) - 1)
+                value = alpha * ALPHA_SCALE * np.asarray(codec.stds)[known] + np.asarray(codec.means)[known]
+                data[codec.name] = np.where(mode == len(codec.means), np.nan, value)
+            else:
+                span = next(spans)
+                pick = _argmax(x[:, span.start : span.stop], codec.has_missing and not allow_missing)
+                data[codec.name] = np.asarray([*codec.categories, None], dtype=object)[pick]
+        return self.schema.restore(pd.DataFrame(data))
+
+    def span_of(self, column: str, activation: str = "softmax") -> Span:
+        return next(s for s in self.spans if s.column == column and s.activation == activation)
+
+    # -- persistence ----------------------------------------------------------------------------------------
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(c) for c in self.codecs]
+
+    @classmethod
+    def from_json(cls, schema: TableSchema, data: list[dict[str, Any]]) -> TableTransform:
+        return cls(schema, [ColumnCodec(**c) for c in data])
+
+
+def _as_numbers(values: pd.Series, col: ColumnSpec) -> np.ndarray:
+    if col.kind == "datetime":
+        from gensdk.tabular import _epoch_seconds
+
+        return _epoch_seconds(values).to_numpy(np.float64)
+    try:
+        return values.to_numpy(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"column {col.name!r} should hold numbers; it holds {values.iloc[0]!r}") from None
+
+
+def _fit_modes(col: ColumnSpec, values: np.ndarray, seed: int, max_modes: int) -> ColumnCodec:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    if len(values) > MAX_FIT_ROWS:
+        values = np.random.default_rng(seed).choice(values, MAX_FIT_ROWS, replace=False)
+    n_modes = min(max_modes, len(np.unique(values)))
+    mixture = BayesianGaussianMixture(
+        n_components=n_modes, weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=0.001, max_iter=100, random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mixture.fit(values.reshape(-1, 1))
+    keep = mixture.weights_ > MIN_MODE_WEIGHT
+    # A floor on std: a mode on one repeated integer would otherwise have std ~0 and alpha would explode.
+    floor = max(float(values.max() - values.min()) * 1e-4, 1e-6)
+    stds = np.maximum(np.sqrt(mixture.covariances_.reshape(-1)), floor)
+    weights = mixture.weights_[keep] / mixture.weights_[keep].sum()
+    return ColumnCodec(col.name, True, mixture.means_.reshape(-1)[keep].tolist(), stds[keep].tolist(), weights.tolist())
+
+
+def _alpha_and_mode(codec: ColumnCodec, x: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    means, stds = np.asarray(codec.means), np.asarray(codec.stds)
+    log_post = np.log(np.asarray(codec.weights)) - 0.5 * ((x[:, None] - means) / stds) ** 2 - np.log(stds)
+    if rng is None:
+        mode = log_post.argmax(axis=1)
+    else:  # Gumbel-max: a draw from the posterior, vectorised
+        mode = (log_post + rng.gumbel(size=log_post.shape)).argmax(axis=1)
+    alpha = np.clip((x - means[mode]) / (ALPHA_SCALE * stds[mode]), -0.99, 0.99)
+    return alpha, mode
+
+
+def _argmax(block: np.ndarray, exclude_last: bool) -> np.ndarray:
+    if exclude_last:
+        block = block[:, :-1]
+    return block.argmax(axis=1)
+
+
+# -- the conditional vector -----------------------------------------------------------------------------------
+
+
+class ConditionSampler:
+    """CTGAN's conditional vector and training-by-sampling.
+
+    The conditional vector is one one-hot block per categorical column, all zero but one entry: "generate a
+    row whose column j is category c". In training, j is drawn uniformly and c by its *log* frequency, and the
+    real rows shown to the critic are drawn among those with category c, so rare categories are trained on
+    as often as a log-flattened share of the batch: the cure for a generator that ignores them (mode
+    collapse). For unconditional generation, c is drawn by its true frequency so the output keeps the
+    training distribution.
+    """
+
+    def __init__(self, transform: TableTransform, x: np.ndarray | None = None):
+        self.columns = [(c, transform.span_of(c.name)) for c in transform.codecs if not c.numeric]
+        self.offsets = np.cumsum([0] + [span.width for _, span in self.columns])
+        self.width = int(self.offsets[-1])
+        self.rows_by_category: list[list[np.ndarray]] = []
+        if x is not None:
+            self.fit(x)
+
+    def fit(self, x: np.ndarray) -> None:
+        self.frequency, self.train_prob, self.rows_by_category = [], [], []
+        for _, span in self.columns:
+            codes = x[:, span.start : span.stop].argmax(axis=1)
+            counts = np.bincount(codes, minlength=span.width)
+            self.rows_by_category.append([np.flatnonzero(codes == k) for k in range(span.width)])
+            self.frequency.append(counts / len(x))
+            # log(count + 1): a category with 100x fewer rows is asked for only ~2-3x less often.
+            self.train_prob.append(np.log(counts + 1) / np.log(counts + 1).sum())
+
+    def state(self) -> np.ndarray:
+        """The category frequencies, flat: what generation needs after a save/load round trip."""
+        return np.concatenate(self.frequency) if self.columns else np.zeros(0)
+
+    def set_state(self, flat: np.ndarray) -> None:
+        self.frequency = [flat[self.offsets[j] : self.offsets[j + 1]] for j in range(len(self.columns))]
+
+    def sample_train(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cond vectors, the chosen one-hot entry of each, indices of real rows having that category)."""
+        column = rng.integers(len(self.columns), size=batch)
+        cond = np.zeros((batch, self.width), np.float32)
+        entry = np.empty(batch, np.int64)
+        rows = np.empty(batch, np.int64)
+        for j in np.unique(column):
+            chosen = np.flatnonzero(column == j)
+            category = rng.choice(len(self.train_prob[j]), size=len(chosen), p=self.train_prob[j])
+            entry[chosen] = self.offsets[j] + category
+            for k in np.unique(category):
+                pool = self.rows_by_category[j][k]
+                take = chosen[category == k]
+                rows[take] = pool[rng.integers(len(pool), size=len(take))]
+        cond[np.arange(batch), entry] = 1.0
+        return cond, entry, rows
+
+    def sample_original(self, batch: int, gen: Any) -> Any:
+        """Cond vectors for unconditional generation (torch, from the request's generator)."""
+        import torch
+
+        cond = torch.zeros(batch, self.width)
+        if not self.columns:
+            return cond
+        column = torch.randint(len(self.columns), (batch,), generator=gen)
+        for j in range(len(self.columns)):
+            chosen = torch.nonzero(column == j).flatten()
+            if len(chosen):
+                probs = torch.as_tensor(self.frequency[j], dtype=torch.float32)
+                category = torch.multinomial(probs, len(chosen), replacement=True, generator=gen)
+                cond[chosen, int(self.offsets[j]) + category] = 1.0
+        return cond
+
+    def entry(self, column: str, category: Any) -> int:
+        """The cond-vector index meaning "column == category" (validated by the schema first)."""
+        for j, (codec, _) in enumerate(self.columns):
+            if codec.name == column:
+                return int(self.offsets[j]) + [str(c) for c in codec.categories].index(str(category))
+        raise RequestError(f"column {column!r} is not categorical: only categorical and boolean columns can be conditioned on")
+
+
+# -- conditions, coverage -------------------------------------------------------------------------------------
+
+
+def check_conditions(schema: TableSchema, conditions: dict[str, Any]) -> dict[str, Any]:
+    """Conditions in the columns' own types; only categorical and boolean columns can be conditioned on."""
+    checked = {}
+    for name, value in conditions.items():
+        col = schema.column(name)
+        if col.numeric or col.kind == "datetime":
+            raise RequestError(f"condition on {col.kind} column {name!r}: this family conditions on categorical "
+                               "and boolean columns only (filter the generated rows for numbers)")
+        checked[name] = schema.check_value(name, value)
+    return checked
+
+
+def conditioned_rows(sample: Callable[[int, int], pd.DataFrame], conditions: dict[str, Any], n: int,
+                     max_rounds: int = 50) -> pd.DataFrame:
+    """`n` rows satisfying every condition, by rejection from `sample(count, round)` (which the families steer
+    towards the conditions with their conditional vector). Seeded rounds keep it deterministic; a condition
+    the model almost never meets is a GenerationError, not a silent shortfall or a loop without end."""
+    import pandas as pd
+
+    kept: list[pd.DataFrame] = []
+    have = 0
+    for round_ in range(max_rounds):
+        frame = sample(max(n - have, 64) * 2, round_)
+        for name, value in conditions.items():
+            frame = frame[frame[name].astype(str) == str(value)]
+        kept.append(frame)
+        have += len(frame)
+        if have >= n:
+            return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+    wanted = ", ".join(f"{k}={v!r}" for k, v in conditions.items())
+    raise GenerationError(f"the model produced only {have} of {n} rows with {wanted} in {max_rounds} rounds; "
+                          "the combination is too rare in what it learned")
+
+
+def coverage_report(schema: TableSchema, real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, Any]:
+    """Mode-collapse diagnostic: per categorical column, which training categories the unconditional samples
+    produce, and the total variation distance between the real and synthetic category shares."""
+    columns = {}
+    for col in schema.columns:
+        if col.numeric or col.kind == "datetime":
+            continue
+        real_share = real[col.name].astype(str).value_counts(normalize=True)
+        synth_share = synthetic[col.name].astype(str).value_counts(normalize=True)
+        produced = [str(c) for c in col.categories if str(c) in synth_share.index]
+        absent = [str(c) for c in col.categories if str(c) not in synth_share.index]
+        tvd = 0.5 * float(real_share.sub(synth_share, fill_value=0).abs().sum())
+        columns[col.name] = {"categories": len(col.categories), "covered": len(produced),
+                             "coverage": len(produced) / max(len(col.categories), 1), "not_generated": absent[:50],
+                             "total_variation": round(tvd, 4)}
+    covered = [c["coverage"] for c in columns.values()]
+    return {"mean_coverage": float(np.mean(covered)) if covered else 1.0, "rows": len(synthetic), "columns": columns}
+
+
+def sample_rows(raw: Any, spans: list[Span], gen: Any) -> Any:
+    """Generation-time output layer (CPU, seeded): tanh scalars, and one category drawn per softmax block
+    from its logits (Gumbel-max with the request's generator, so the same seed gives the same rows)."""
+    import torch
+
+    out = torch.empty_like(raw)
+    for span in spans:
+        block = raw[:, span.start : span.stop]
+        if span.activation == "tanh":
+            out[:, span.start : span.stop] = torch.tanh(block)
+            continue
+        uniform = torch.rand(block.shape, generator=gen).clamp_(1e-10, 1 - 1e-10)
+        pick = (block - torch.log(-torch.log(uniform))).argmax(dim=1)
+        out[:, span.start : span.stop] = torch.nn.functional.one_hot(pick, span.width).to(raw.dtype)
+    return out
+
+
+def split_holdout(frame: pd.DataFrame, fraction: float, seed: int, minimum: int = 30) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(rows the network trains on, held-out rows or None): a seeded random `fraction` of the rows, kept out of
+    training for early stopping and as the memorisation reference's fresh rows. Fewer than `minimum` held-out
+    rows say too little about either: then every row is trained on."""
+    n_holdout = round(fraction * len(frame))
+    if n_holdout < minimum or len(frame) - n_holdout < minimum:
+        return frame.reset_index(drop=True), None
+    held = np.zeros(len(frame), dtype=bool)
+    held[np.random.default_rng(seed).choice(len(frame), n_holdout, replace=False)] = True
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+# -- the family base the neural table families share ----------------------------------------------------------
+
+MIN_TRAINING_ROWS = 10
+
+
+class NeuralTableOptions(BaseModel):
+    """Options every neural table family takes; GAN and VAE add their network's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(300, ge=1, le=100_000)
+    batch_size: int = Field(500, ge=2, le=1_000_000)
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    # Stop after this many epochs without a better validation score, and keep the best epoch's weights.
+    patience: int | None = Field(None, ge=1)
+    # Stop after the epoch that crosses this many seconds of training (benchmarks: equal time for all).
+    time_budget_s: float | None = Field(None, gt=0)
+    holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    max_modes: int = Field(MAX_MODES, ge=1, le=50)
+    target: str | None = None
+    sensitive: list[str] = Field(default_factory=list)
+    # Unconditional rows drawn after training for the coverage (mode-collapse) report; 0 skips it.
+    diagnostic_rows: int = Field(2000, ge=0, le=1_000_000)
+    license: str | None = None
+    data_source: str | None = None
+
+
+class NeuralTableFamily(ModelFamily):
+    """Fit, generate (with conditions), diagnose, save and load for a torch table model; a subclass supplies the
+    network: `_build()`, `_train_epoch()`, `_validation_loss()`, `_decode_raw()`."""
+
+    modality: ClassVar[str] = "table"  # type: ignore[assignment]
+    can_train: ClassVar[bool] = True
+    conditional: ClassVar[bool] = True
+    # Rows per micro-batch: one table output each; the networks are small, 50k rows is a few MB of activations.
+    default_batch_size: ClassVar[int] = 50_000
+    Options: ClassVar[type[NeuralTableOptions]] = NeuralTableOptions
+
+    def __init__(self, options: NeuralTableOptions | dict[str, Any] | None = None):
+        try:
+            self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {self.id} options: {pydantic_message(exc)}") from None
+        self.schema: TableSchema | None = None
+        self.transform: TableTransform | None = None
+        self.cond: ConditionSampler | None = None
+        self.net: Any = None
+        self.metadata: dict[str, Any] = {}
+        self.reference: Any = None
+
+    # -- what a subclass supplies ---------------------------------------------------------------------------
+
+    def _build(self) -> Any:
+        """The torch module (a ModuleDict for several networks) for `self.transform` and `self.cond`."""
+        raise NotImplementedError
+
+    def _train_epoch(self, x: Any, rng: np.random.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _validation_loss(self, x: Any) -> float:
+        """Lower is better; drives early stopping."""
+        raise NotImplementedError
+
+    def _decode_raw(self, n: int, entry: int | None, gen: Any) -> Any:
+        """`n` raw network rows (pre-activation, on the CPU) from the seeded generator `gen`: unconditional
+        when `entry` is None, else steered towards the conditional-vector entry `entry`."""
+        raise NotImplementedError
+
+    def _after_training(self, x: Any) -> None:
+        """Anything computed from the trained network and the encoded training rows (VAE: latent statistics)."""
+
+    # -- training -------------------------------------------------------------------------------------------
+
+    def fit(self, data: Any, progress: Progress | None = None) -> NeuralTableFamily:
+        import torch
+
+        from gensdk.device import resolve_device
+        from gensdk.reference import TrainingReference
+
+        frame = read_table(data)
+        opts = self.options
+        if len(frame) < MIN_TRAINING_ROWS:
+            raise DataError(f"{len(frame)} rows are too few to train {self.id} (at least {MIN_TRAINING_ROWS})")
+        self.schema = TableSchema.infer(frame, allow_missing=True, allow_datetime=True, sensitive=opts.sensitive, target=opts.target)
+        train, holdout = split_holdout(frame, opts.holdout_fraction, opts.seed)
+        self.transform = TableTransform.fit(train, self.schema, opts.seed, opts.max_modes)
+        rng = np.random.default_rng(opts.seed)
+        x = self.transform.encode(train, rng)
+        x_hold = self.transform.encode(holdout, rng) if holdout is not None else x[rng.choice(len(x), min(len(x), 2000), replace=False)]
+        self.cond = ConditionSampler(self.transform, x)
+        self.device = resolve_device(opts.device)
+        self._optims = None
+        with torch.random.fork_rng(devices=[]):  # seeding must not reach into the caller's global RNG
+            torch.manual_seed(opts.seed)
+            self.net = self._build().to(self.device)
+            x_t = torch.as_tensor(x, device=self.device)
+            history = self._run_epochs(x_t, torch.as_tensor(x_hold, device=self.device), rng, progress)
+            self._after_training(x_t)
+        self.net.to("cpu").eval()
+        self.metadata = {"training_rows": len(frame), "holdout_rows": 0 if holdout is None else len(holdout),
+                         "training_data_fingerprint": fingerprint(frame), **history}
+        if opts.diagnostic_rows:
+            self.metadata["coverage"] = coverage_report(self.schema, frame, self.sample(opts.diagnostic_rows, seed=opts.seed))
+        self.reference = None
+        if holdout is not None and not any(c.numeric and c.missing for c in self.schema.columns):
+            self.reference = TrainingReference.build(self.schema, train, holdout)
+        elif holdout is not None:
+            log.warning("%s: numeric columns with missing cells: no training reference kept (the memorisation "
+                        "policy will refuse this model)", self.id)
+        return self
+
+    def _run_epochs(self, x: Any, x_hold: Any, rng: np.random.Generator, progress: Progress | None) -> dict[str, Any]:
+        import copy
+
+        opts = self.options
+        started, best, best_epoch, best_state, stopped = time.perf_counter(), np.inf, 0, None, "epochs"
+        for epoch in range(1, opts.epochs + 1):
+            self.net.train()
+            losses = self._train_epoch(x, rng)
+            self.net.eval()
+            score = self._validation_loss(x_hold)
+            if score < best:
+                best, best_epoch = score, epoch
+                best_state = copy.deepcopy(self.net.state_dict()) if opts.patience else None
+            elapsed = time.perf_counter() - started
+            if progress:
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
+                progress(epoch, opts.epochs, f"{shown}, validation {score:.4f}")
+            if opts.patience and epoch - best_epoch >= opts.patience:
+                stopped = "early stopping"
+                break
+            if opts.time_budget_s and elapsed >= opts.time_budget_s:
+                stopped = "time budget"
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        elapsed = time.perf_counter() - started
+        return {"epochs_run": epoch, "best_epoch": best_epoch, "stopped": stopped, "validation_loss": float(best),
+                "train_seconds": round(elapsed, 3), "seconds_per_epoch": round(elapsed / epoch, 4),
+                "final_losses": {k: round(float(v), 5) for k, v in losses.items()}}
+
+    def training_reference(self) -> Any:
+        return self.reference
+
+    # -- generation -----------------------------------------------------------------------------------------
+
+    def validate_request(self, request: Request) -> None:
+        super().validate_request(request)
+        self._require_fitted()
+        check_conditions(self.schema, request.conditions)
+
+    def _generate(self, request: Request, params: Any, context: GenerationContext) -> Sequence[Output]:
+        self.net.to(context.device)  # noise is drawn on the CPU (the same rows on every device), run there
+        return [TableOutput(self.sample(request.n, context.seed, request.conditions))]
+
+    def sample(self, n: int, seed: int = 0, conditions: dict[str, Any] | None = None) -> pd.DataFrame:
+        """`n` rows, deterministic in `seed`. Direct sampling, for diagnostics and benchmarks: what users
+        are handed goes through `Engine.generate`, and so through the policies."""
+        self._require_fitted()
+        conditions = check_conditions(self.schema, conditions or {})
+        if not conditions:
+            return self._sample_frame(n, seed, None)
+        # Steer with the conditional vector towards the rarest asked-for category (the one rejection
+        # sampling would wait longest for); rejection sampling then makes every condition hold exactly.
+        entries = {name: self.cond.entry(name, value) for name, value in conditions.items()}
+        steer = min(entries.values(), key=lambda e: self.cond.state()[e])
+        return conditioned_rows(lambda m, round_: self._sample_frame(m, _round_seed(seed, round_), steer), conditions, n)
+
+    def _sample_frame(self, n: int, seed: int, entry: int | None) -> pd.DataFrame:
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            raw = self._decode_raw(n, entry, gen)
+        return self.transform.decode(sample_rows(raw, self.transform.spans, gen).numpy())
+
+    def _require_fitted(self) -> None:
+        if self.net is None or self.schema is None:
+            raise RequestError(f"this {self.id} model has not been fitted; call fit() or load a saved model")
+
+    # -- persistence ----------------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return {"options": self.options.model_dump(mode="json"),
+                "schema": self.schema.to_json() if self.schema else None,
+                "transform": self.transform.to_json() if self.transform else None,
+                "license": self.options.license, "data_source": self.options.data_source, "training": self.metadata}
+
+    def save(self, path: str | Path) -> Path:
+        import torch
+        from safetensors.torch import save_file
+
+        self._require_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        tensors["cond_frequency"] = torch.as_tensor(self.cond.state(), dtype=torch.float64)
+        save_file(tensors, str(path / WEIGHTS_NAME))
+        write_manifest(path, type(self), self.config())
+        if self.reference is not None:
+            self.reference.save(path)
+        else:  # never leave another model's reference beside these weights
+            for stale in ("reference.safetensors", "reference.json"):
+                (path / stale).unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralTableFamily:
+        from gensdk.reference import TrainingReference
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest["family"] != cls.id:
+            raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a {cls.id} model")
+        try:
+            model = cls(manifest.get("options"))
+            model.schema = TableSchema.from_json(manifest["schema"])
+            model.transform = TableTransform.from_json(model.schema, manifest["transform"])
+        except (ConfigError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{path / MANIFEST_NAME} is corrupted: {exc}") from None
+        model.metadata = manifest.get("training", {})
+        model.cond = ConditionSampler(model.transform)
+        tensors = read_weights(path / WEIGHTS_NAME)
+        if "cond_frequency" not in tensors or len(tensors["cond_frequency"]) != model.cond.width:
+            raise ModelLoadError(f"weights file {path / WEIGHTS_NAME} lacks the category frequencies of its schema")
+        model.cond.set_state(tensors.pop("cond_frequency").numpy())
+        model.net = load_state(model._build(), tensors, path / WEIGHTS_NAME)
+        model.reference = TrainingReference.load(path)
+        model.source_path = path
+        model.weights_digest = weights_digest(path / WEIGHTS_NAME)
+        return model
+
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _round_seed(seed: int, round_: int) -> int:
+    from gensdk.device import batch_seed
+
+    return batch_seed(seed, round_)
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """safetensors as torch tensors; missing or damaged files are a ModelLoadError naming the file."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
+        raise ModelLoadError(f"weights file {path} is truncated or corrupted: {exc}") from None
+
+
+def load_state(module: Any, tensors: dict[str, Any], path: Path) -> Any:
+    """Load `net.*` tensors into a freshly built module; a missing, extra or misshapen tensor names itself."""
+    state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+    expected = module.state_dict()
+    if set(state) != set(expected):
+        raise ModelLoadError(f"weights file {path} does not match the network: missing {sorted(set(expected) - set(state))[:5]}, "
+                             f"unexpected {sorted(set(state) - set(expected))[:5]}")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ModelLoadError(f"weights file {path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+    module.load_state_dict(state)
+    return module.eval()
