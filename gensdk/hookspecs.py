@@ -100,3 +100,20 @@ def inspect_output(outputs: list[Output], context: GenerationContext) -> list[Fi
     :param outputs: this micro-batch's outputs after every transform; do not modify them.
     :return: findings with ``output_index`` set to the output they concern, or None.
     """
+
+
+@hookspec
+def finalize_output(outputs: list[Output], record: dict[str, Any]) -> None:
+    """After the audit record is committed, finish what needs the record itself (a provenance manifest that
+    names the record's hash). Called once per generation call with the released outputs, on the policies that
+    took part (not disabled by the request, applicable to the modality) and on distribution plugins.
+
+    Runs inline, with no time limit, after the commit: do all that can fail in `transform_output` (where a
+    failure blocks the output and is recorded) and only the last, infallible step here. An exception here
+    reaches the caller as a `PluginError` and the outputs are not returned, although the committed record
+    already lists them as released.
+
+    :param outputs: the released outputs; ``metadata["audit_record_id"]`` and ``metadata["digest"]`` are set.
+        Change only their ``metadata``: their content is what the record's digests describe.
+    :param record: the committed record, ``{"record_id", "seq", "hash", "body"}``; read-only.
+    """
