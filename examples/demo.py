@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -35,10 +36,28 @@ def main() -> None:
     audit = args.out / "audit.db"
     started = time.perf_counter()
     summary: list[tuple[str, str]] = []
-    summary += tables_step(args.out, audit)
+    keys = make_keys(args.out)
+    summary += tables_step(args.out, audit, keys)
+    summary += text_step(args.out, audit, keys)
+    summary += neural_tables_step(args.out, audit, keys)
+    summary += images_step(args.out, audit, keys)
     summary += fail_closed_step(args.out, audit)
     summary += audit_step(args.out, audit)
     show_summary(summary, time.perf_counter() - started)
+
+
+def make_keys(out: Path) -> dict[str, dict[str, Any]]:
+    """Watermark keys are never built in: the demo creates one locally, as a user would."""
+    try:
+        from gensdk_watermark.keys import create_key_file
+    except ImportError:
+        return {}
+    key_file = out / "keys" / "watermark.key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    create_key_file(key_file)
+    keys = {wid: {"options": {"key_file": str(key_file)}} for wid in ("watermark-text", "watermark-image", "watermark-table")}
+    keys["provenance"] = {"options": {"key_file": str(out / "keys" / "provenance.key"), "create_key": True}}
+    return keys
 
 
 def policies_for(modality: str, overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -52,7 +71,7 @@ def policies_for(modality: str, overrides: dict[str, dict[str, Any]] | None = No
     ]
 
 
-def tables_step(out: Path, audit: Path) -> list[tuple[str, str]]:
+def tables_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
     console.rule("[bold]Tables: a Gaussian mixture trained on UCI Adult")
     from gensdk_gmm import GMMFamily
 
@@ -61,7 +80,7 @@ def tables_step(out: Path, audit: Path) -> list[tuple[str, str]]:
     with progress_bar("EM on 30,162 rows") as progress:
         model.fit(real, progress=progress)
     model_dir = model.save(out / "models" / "adult-gmm")
-    config = {"policies": policies_for("table"), "device": "auto"}
+    config = {"policies": policies_for("table", keys), "device": "auto"}
     console.print(f"policies enabled for tables: {[p['id'] for p in config['policies']] or 'none installed'}")
     with gensdk.Engine(config, audit=str(audit)) as engine:
         synthetic = engine.generate(str(model_dir), n=5000, seed=1)
@@ -76,6 +95,102 @@ def tables_step(out: Path, audit: Path) -> list[tuple[str, str]]:
         ("table outputs", f"verdict {synthetic.verdict.value}, {sum(len(o.frame) for o in synthetic.outputs)} rows released"),
         ("augmentation", f"{sum(len(o.frame) for o in rich_rows.outputs)} rows of income >50K"),
     ]
+
+
+def text_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    console.rule("[bold]Text: a small GPT-2 trained here on TinyShakespeare")
+    from gensdk.datasets import load_tinyshakespeare
+    from gensdk_llm.model import LLMFamily
+
+    corpus = out / "tinyshakespeare.txt"
+    corpus.write_text(load_tinyshakespeare(), encoding="utf-8")
+    options = {"minutes": 1.5, "license": "public domain", "data_source": "TinyShakespeare (bundled)"}
+    model = LLMFamily(train_options=options)
+    with progress_bar("GPT-2, 90 s budget") as progress:
+        model.fit(corpus, progress=progress)
+    model_dir = model.save(out / "models" / "shakespeare-llm")
+    trained = model.metadata["training"]
+    config = {"policies": policies_for("text", keys)}
+    console.print(f"policies enabled for text: {[p['id'] for p in config['policies']]}")
+    params = {"max_new_tokens": 60, "temperature": 0.8}
+    leaky_prompt = "Write to me at juliet.capulet@verona.example or call +44 20 7946 0958."
+    with gensdk.Engine(config, audit=str(audit)) as engine:
+        result = engine.generate(str(model_dir), prompts=["ROMEO:", "KING RICHARD:"], seed=1, params=params)
+        leaky = engine.generate(str(model_dir), prompts=[leaky_prompt], seed=1, params=params)
+        streamed = "".join(engine.stream(str(model_dir), prompts=["JULIET:"], seed=2, params=params))
+    show_generation("two prompts", result)
+    for output in result.outputs:
+        console.print(f"  [dim]{output.prompt[:40]!r}[/dim] -> {output.text[:160]!r}")
+    show_generation("a prompt carrying an e-mail address and a phone number", leaky)
+    console.print(f"streamed (released through the look-back buffer): {streamed[:160]!r}")
+    return [
+        ("LLM trained", f"{trained['steps']} steps, held-out perplexity {trained['heldout_perplexity_before']:.0f} "
+                        f"-> {trained['heldout_perplexity_after']:.0f}"),
+        ("text outputs", f"verdict {result.verdict.value}, {len(result.outputs)} released, "
+                         f"{sum(len(o.findings) for o in result.outcomes)} findings"),
+        ("PII in a prompt", f"verdict {leaky.verdict.value}: nothing generated"),
+        ("streamed text", f"{len(streamed)} characters released after the policies saw them"),
+    ]
+
+
+def neural_tables_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    console.rule("[bold]Tables: GAN and VAE, augmentation, imputation, anomaly scores")
+    from gensdk_gan import TableGANFamily
+    from gensdk_vae import TableVAEFamily
+
+    real = load_adult().sample(8000, random_state=0).reset_index(drop=True)
+    common = {"seed": 0, "license": "CC BY 4.0", "data_source": "UCI Adult (bundled)"}
+    gan = TableGANFamily({"epochs": 4, **common})
+    vae = TableVAEFamily({"epochs": 8, **common})
+    for name, model in (("table GAN", gan), ("table VAE", vae)):
+        with progress_bar(f"{name} on 8,000 rows") as progress:
+            model.fit(real, progress=progress)
+    config = {"policies": policies_for("table", keys)}
+    rows = []
+    with gensdk.Engine(config, audit=str(audit)) as engine:
+        for name, model in (("gan-table", gan), ("vae-table", vae)):
+            result = engine.generate(model, n=1000, seed=4, conditions={"income": ">50K"})
+            show_generation(f"{name}, 1,000 rows of income >50K", result)
+            rows.append((name, f"verdict {result.verdict.value}, {sum(len(o.frame) for o in result.outputs)} rows"))
+    holes = real.head(200).copy()
+    holes.loc[::3, "age"] = None
+    filled = vae.impute(holes)
+    scores = vae.anomaly_scores(real.head(500))
+    console.print(f"imputed {holes['age'].isna().sum()} missing ages (mean {filled.loc[::3, 'age'].mean():.1f}); "
+                  f"anomaly scores of 500 rows: median {float(np.median(scores)):.1f}, max {float(scores.max()):.1f}")
+    return rows + [("VAE imputation", f"{int(holes['age'].isna().sum())} missing ages filled")]
+
+
+def images_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    console.rule("[bold]Images: class-conditional GAN and VAE on handwritten digits")
+    from gensdk.images import load_digits
+    from gensdk_gan import ImageGANFamily
+    from gensdk_vae import ImageVAEFamily
+
+    digits = load_digits()
+    config = {"policies": policies_for("image", keys)}
+    console.print(f"policies enabled for images: {[p['id'] for p in config['policies']] or 'none installed'}")
+    rows = []
+    for family, budget in ((ImageGANFamily, 40), (ImageVAEFamily, 25)):
+        model = family({"time_budget_s": budget, "seed": 0, "license": "BSD-3-Clause (scikit-learn digits)"})
+        with progress_bar(f"{family.id}, {budget} s budget") as progress:
+            model.fit(digits, progress=progress)
+        with gensdk.Engine(config, audit=str(audit)) as engine:
+            result = engine.generate(model, n=16, seed=5, conditions={"class": "7"})
+        written, verified = write_with_provenance(result.outputs, out / "images" / family.id)
+        show_generation(f"{family.id}, 16 sevens", result)
+        rows.append((family.id, f"verdict {result.verdict.value}, {len(written)} PNGs, {verified} manifests verify"))
+    return rows
+
+
+def write_with_provenance(outputs: list[Any], directory: Path) -> tuple[list[Path], int]:
+    """PNGs with their signed provenance manifests embedded, then checked as a compliance reader would."""
+    try:
+        from gensdk_provenance import verify_file, write_outputs
+    except ImportError:
+        return gensdk.write_outputs(outputs, directory), 0
+    written = write_outputs(outputs, directory)
+    return written, sum(verify_file(path).ok for path in written)
 
 
 def fail_closed_step(out: Path, audit: Path) -> list[tuple[str, str]]:
