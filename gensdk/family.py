@@ -105,6 +105,14 @@ class ModelFamily(ABC):
         """Read a model from a directory written by `save` (or a standard directory the family knows)."""
 
     @classmethod
+    def read_own_manifest(cls, path: Path) -> dict[str, Any]:
+        """The directory's manifest, refusing one written by another family."""
+        manifest = read_manifest(path)
+        if manifest["family"] != cls.id:
+            raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a {cls.id} model")
+        return manifest
+
+    @classmethod
     def recognizes(cls, path: Path) -> bool:
         """True when `path` is a directory this family loads though it has no gensdk manifest (HF layouts)."""
         return False

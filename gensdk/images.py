@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
-from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, read_manifest, weights_digest, write_manifest
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import ImageOutput, Output
 from gensdk.request import GenerationContext, Request, pydantic_message
 
@@ -364,9 +364,7 @@ class NeuralImageFamily(ModelFamily):
         from gensdk.tabular_transform import load_state, read_weights
 
         path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["family"] != cls.id:
-            raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a {cls.id} model")
+        manifest = cls.read_own_manifest(path)
         try:
             model = cls(manifest.get("options"))
             model.classes = [str(c) for c in manifest["classes"]]

@@ -213,6 +213,15 @@ class TrainingReference:
     def exists(cls, path: str | Path) -> bool:
         return (Path(path) / REFERENCE_NAME).is_file()
 
+    @staticmethod
+    def save_or_clear(reference: TrainingReference | None, path: str | Path) -> None:
+        """Save `reference` beside a model, or remove a stale one: never leave another model's reference."""
+        if reference is not None:
+            reference.save(path)
+            return
+        for stale in (REFERENCE_NAME, REFERENCE_META):
+            (Path(path) / stale).unlink(missing_ok=True)
+
     @classmethod
     def load(cls, path: str | Path) -> TrainingReference | None:
         """Read a reference saved beside a model; None when there is none, ModelLoadError when it is damaged."""

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gensdk.errors import ConfigError, DataError, GenerationError, ModelLoadError, RequestError
-from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, read_manifest, weights_digest, write_manifest
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import Output, TableOutput
 from gensdk.request import GenerationContext, Request, pydantic_message
 from gensdk.tabular import ColumnSpec, TableSchema, fingerprint, read_table
@@ -611,6 +611,8 @@ class NeuralTableFamily(ModelFamily):
         import torch
         from safetensors.torch import save_file
 
+        from gensdk.reference import TrainingReference
+
         self._require_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -618,11 +620,7 @@ class NeuralTableFamily(ModelFamily):
         tensors["cond_frequency"] = torch.as_tensor(self.cond.state(), dtype=torch.float64)
         save_file(tensors, str(path / WEIGHTS_NAME))
         write_manifest(path, type(self), self.config())
-        if self.reference is not None:
-            self.reference.save(path)
-        else:  # never leave another model's reference beside these weights
-            for stale in ("reference.safetensors", "reference.json"):
-                (path / stale).unlink(missing_ok=True)
+        TrainingReference.save_or_clear(self.reference, path)
         return path
 
     @classmethod
@@ -630,9 +628,7 @@ class NeuralTableFamily(ModelFamily):
         from gensdk.reference import TrainingReference
 
         path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["family"] != cls.id:
-            raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a {cls.id} model")
+        manifest = cls.read_own_manifest(path)
         try:
             model = cls(manifest.get("options"))
             model.schema = TableSchema.from_json(manifest["schema"])

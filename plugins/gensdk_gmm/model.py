@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
-from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, read_manifest, weights_digest, write_manifest
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import Output, TableOutput
 from gensdk.reference import TrainingReference
 from gensdk.request import GenerationContext, Request, pydantic_message
@@ -281,19 +281,13 @@ class GMMFamily(ModelFamily):
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: np.ascontiguousarray(v) for k, v in self.params.items()}, str(path / WEIGHTS_NAME))
         write_manifest(path, type(self), self.config())
-        if self.reference is not None:
-            self.reference.save(path)
-        else:  # never leave another model's reference beside these weights
-            for stale in ("reference.safetensors", "reference.json"):
-                (path / stale).unlink(missing_ok=True)
+        TrainingReference.save_or_clear(self.reference, path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> GMMFamily:
         path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["family"] != cls.id:
-            raise ModelLoadError(f"{path} holds a {manifest['family']!r} model, not a GMM")
+        manifest = cls.read_own_manifest(path)
         try:
             model = cls(manifest.get("options"))
         except ConfigError as exc:

@@ -327,7 +327,7 @@ def test_unknown_family_in_the_manifest(tmp_path: Path, saved: Path, engine: Any
 def test_another_familys_directory(tmp_path: Path, saved: Path) -> None:
     other = shutil.copytree(saved, tmp_path / "mock")
     _edit_manifest(lambda m: m.update(family="mock"))(other)
-    with pytest.raises(ModelLoadError, match="holds a 'mock' model, not a GMM"):
+    with pytest.raises(ModelLoadError, match="holds a 'mock' model, not a gmm model"):
         GMMFamily.load(other)
 
 
