@@ -176,10 +176,18 @@ def images_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list
         with progress_bar(f"{family.id}, {budget} s budget") as progress:
             model.fit(digits, progress=progress)
         with gensdk.Engine(config, audit=str(audit)) as engine:
+            marked = engine.generate(model, n=16, seed=5, conditions={"class": "7"})
+        show_generation(f"{family.id}, 16 sevens, every image policy", marked)
+        for outcome in marked.outcomes:
+            if outcome.error:  # 8x8 digits cannot carry a 32-bit mark: fail closed, never a silent skip
+                console.print(f"  [yellow]{outcome.policy_id}[/yellow]: {outcome.error[:140]}")
+        unmarked = {"policies": [p for p in config["policies"] if p["id"] != "watermark-image"]}
+        with gensdk.Engine(unmarked, audit=str(audit)) as engine:
             result = engine.generate(model, n=16, seed=5, conditions={"class": "7"})
         written, verified = write_with_provenance(result.outputs, out / "images" / family.id)
-        show_generation(f"{family.id}, 16 sevens", result)
-        rows.append((family.id, f"verdict {result.verdict.value}, {len(written)} PNGs, {verified} manifests verify"))
+        show_generation(f"{family.id}, 16 sevens, without the image watermark", result)
+        rows.append((family.id, f"with watermark: {marked.verdict.value} (too small); without: "
+                                f"{result.verdict.value}, {len(written)} PNGs, {verified} manifests verify"))
     return rows
 
 
