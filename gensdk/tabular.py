@@ -7,7 +7,7 @@ training data's column order, dtypes, categories and value ranges.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
@@ -128,7 +128,9 @@ class TableSchema:
         return [c.name for c in self.columns]
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [asdict(c) for c in self.columns]
+        # Shallow per field (asdict deep-copies recursively): the engine digests this on every request.
+        names = [f.name for f in fields(ColumnSpec)]
+        return [{name: _plain(getattr(c, name)) for name in names} for c in self.columns]
 
     @classmethod
     def from_json(cls, data: list[dict[str, Any]]) -> TableSchema:
@@ -161,6 +163,10 @@ class TableSchema:
             if col.kind != "categorical":
                 frame[col.name] = frame[col.name].astype(col.dtype)
         return frame[self.names]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _reject_missing(frame: pd.DataFrame) -> None:
