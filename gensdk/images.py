@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import ImageOutput, Output
-from gensdk.request import GenerationContext, Request, pydantic_message
+from gensdk.request import GenerationContext, Request, validate_options
 
 __all__ = ["ImageData", "NeuralImageFamily", "NeuralImageOptions", "as_image_data", "load_digits", "load_image_folder"]
 
@@ -188,10 +188,7 @@ class NeuralImageFamily(ModelFamily):
     Options: ClassVar[type[NeuralImageOptions]] = NeuralImageOptions
 
     def __init__(self, options: NeuralImageOptions | dict[str, Any] | None = None):
-        try:
-            self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
-        except ValidationError as exc:
-            raise ConfigError(f"invalid {self.id} options: {pydantic_message(exc)}") from None
+        self.options = validate_options(self.Options, options, f"{self.id} options")
         self.net: Any = None
         self.classes: list[str] = []
         self.class_prior: Any = None

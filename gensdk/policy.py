@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk._canonical import digest_of
 from gensdk.errors import ConfigError
 from gensdk.outputs import MODALITIES
-from gensdk.request import pydantic_message
+from gensdk.request import validate_options
 
 __all__ = ["PIPELINE_HOOKS", "Policy", "PolicyOptions", "PolicySettings"]
 
@@ -72,8 +72,8 @@ class Policy:
         options: PolicyOptions | Mapping[str, Any] | None = None,
         settings: PolicySettings | Mapping[str, Any] | None = None,
     ):
-        self.options = _validate(self.Options, options, f"options of policy {self.id!r}")
-        self.settings = _validate(PolicySettings, settings, f"settings of policy {self.id!r}")
+        self.options = validate_options(self.Options, options, f"options of policy {self.id!r}")
+        self.settings = validate_options(PolicySettings, settings, f"settings of policy {self.id!r}")
         try:
             # Both go into every audit record's config digest: refuse what canonical JSON cannot hold.
             digest_of([self.options.model_dump(mode="json"), self.settings.model_dump(mode="json")])
@@ -104,13 +104,3 @@ class Policy:
     def __repr__(self) -> str:
         return f"<Policy {self.id} v{self.version}>"
 
-
-def _validate(model: type[BaseModel], value: Any, what: str) -> Any:
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(dict(value or {}))
-    except ValidationError as exc:
-        raise ConfigError(f"invalid {what}: {pydantic_message(exc)}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {what}: {exc}") from None

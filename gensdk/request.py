@@ -9,9 +9,9 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gensdk._canonical import digest_of
-from gensdk.errors import RequestError
+from gensdk.errors import ConfigError, RequestError
 
-__all__ = ["GenerationContext", "Request", "parse_request", "pydantic_message"]
+__all__ = ["GenerationContext", "Request", "parse_request", "pydantic_message", "validate_options"]
 
 # Larger requests are split into micro-batches by the engine; this bounds one call, not one batch.
 MAX_OUTPUTS_PER_REQUEST = 10_000_000
@@ -48,6 +48,18 @@ def pydantic_message(error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"]) or "(root)"
         parts.append(f"{where}: {item['msg']}")
     return "; ".join(parts)
+
+
+def validate_options(model: type[BaseModel], value: Any, what: str) -> Any:
+    """An options model from an instance or a mapping; anything malformed is a ConfigError naming `what`."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(dict(value or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {what}: {pydantic_message(exc)}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {what}: {exc}") from None
 
 
 def parse_request(request: Request | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Request:

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk.errors import ConfigError, DataError, GenerationError, ModelLoadError, RequestError
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import Output, TableOutput
-from gensdk.request import GenerationContext, Request, pydantic_message
+from gensdk.request import GenerationContext, Request, validate_options
 from gensdk.tabular import ColumnSpec, TableSchema, fingerprint, read_table
 
 if TYPE_CHECKING:
@@ -458,10 +458,7 @@ class NeuralTableFamily(ModelFamily):
     Options: ClassVar[type[NeuralTableOptions]] = NeuralTableOptions
 
     def __init__(self, options: NeuralTableOptions | dict[str, Any] | None = None):
-        try:
-            self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
-        except ValidationError as exc:
-            raise ConfigError(f"invalid {self.id} options: {pydantic_message(exc)}") from None
+        self.options = validate_options(self.Options, options, f"{self.id} options")
         self.schema: TableSchema | None = None
         self.transform: TableTransform | None = None
         self.cond: ConditionSampler | None = None

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import Output, TableOutput
 from gensdk.reference import TrainingReference
-from gensdk.request import GenerationContext, Request, pydantic_message
+from gensdk.request import GenerationContext, Request, validate_options
 from gensdk.tabular import TableSchema, fingerprint, read_table
 
 __all__ = ["GMMFamily", "GMMOptions"]
@@ -63,10 +63,8 @@ class GMMFamily(ModelFamily):
     default_batch_size: ClassVar[int] = 100_000
 
     def __init__(self, options: GMMOptions | dict[str, Any] | None = None):
-        try:
-            self.options = options if isinstance(options, GMMOptions) else GMMOptions.model_validate(options or {})
-        except ValidationError as exc:  # `train gmm --components 0` is a usage error, not a crash
-            raise ConfigError(f"invalid GMM options: {pydantic_message(exc)}") from None
+        # `train gmm --components 0` is a usage error, not a crash
+        self.options = validate_options(GMMOptions, options, "GMM options")
         self.schema: TableSchema | None = None
         self.params: dict[str, np.ndarray] = {}
         self.metadata: dict[str, Any] = {}
