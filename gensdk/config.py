@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gensdk.errors import ConfigError
 from gensdk.policy import PolicySettings
-from gensdk.request import pydantic_message
+from gensdk.request import pydantic_message, validate_options
 
 __all__ = ["EngineConfig", "PolicyConfig", "load_config"]
 
@@ -51,16 +51,9 @@ class EngineConfig(BaseModel):
 
     @classmethod
     def parse(cls, data: EngineConfig | Mapping[str, Any] | str | Path | None) -> EngineConfig:
-        if isinstance(data, EngineConfig):
-            return data
         if isinstance(data, (str, Path)):
             return load_config(data)
-        try:
-            return cls.model_validate(dict(data or {}))
-        except ValidationError as exc:
-            raise ConfigError(f"invalid engine configuration: {pydantic_message(exc)}") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid engine configuration: {exc}") from None
+        return validate_options(cls, data, "engine configuration")  # type: ignore[no-any-return]
 
 
 def load_config(path: str | Path) -> EngineConfig:
