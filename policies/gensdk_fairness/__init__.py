@@ -1,0 +1,1 @@
+"""gensdk_fairness: bias audits with fairlearn's metric definitions, for tables, text and images."""
