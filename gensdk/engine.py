@@ -236,6 +236,7 @@ class Engine:
             model_info=run.identity,
             model=run.model,
             batch_index=batch_index,
+            record_event=self.record_event,
         )
 
     def _commit(self, run: _Run) -> Result:
@@ -297,6 +298,21 @@ class Engine:
             "error": run.error,
             "timings_ms": {k: round(v, 3) for k, v in run.timings.items()},
         }
+
+    # -- window-level records -------------------------------------------------------------------------------
+
+    def record_event(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Append a record that is not one generation call: a bias audit over a window of outputs, a report.
+
+        `kind` names it (not "generation"); `body` must be JSON-serialisable and should hold digests and
+        figures, not content. Returns ``{"record_id", "seq", "hash"}`` once the record is committed.
+        """
+        if not kind or kind == "generation":
+            raise ValueError(f"record_event needs a kind other than 'generation', got {kind!r}")
+        full = {**body, "record_id": uuid.uuid4().hex, "kind": kind,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        receipt = self.audit.append(full)
+        return {"record_id": receipt.record_id, "seq": receipt.seq, "hash": receipt.hash}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 

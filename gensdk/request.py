@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -103,6 +103,9 @@ class GenerationContext:
     batch_offset: int = 0
     processors: list[Any] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    # `Engine.record_event(kind, body)`: a policy that audits a window of outputs (bias) writes its own
+    # record to the same trail. None outside an engine run.
+    record_event: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
     _taken: set[int] = field(default_factory=set, repr=False)
 
     def take(self, kind: type) -> list[Any]:

@@ -290,3 +290,35 @@ def test_policy_lookup_by_id(tmp_path: Path) -> None:
     assert engine.policy("recording") is recorder
     with pytest.raises(gensdk.PluginError, match="not enabled"):
         engine.policy("keyword")
+
+
+def test_record_event_appends_a_chained_record_that_verifies(tmp_path):
+    from gensdk.audit import open_audit_sink
+
+    audit = tmp_path / "audit.db"
+    with make_engine(tmp_path) as engine:
+        engine.generate(MockFamily(), n=1, seed=1)
+        receipt = engine.record_event("bias-window", {"window": 1, "parity_difference": 0.12})
+        with pytest.raises(ValueError, match="kind other than 'generation'"):
+            engine.record_event("generation", {})
+    with open_audit_sink(str(audit)) as sink:
+        records = list(sink.records())
+        assert sink.verify().ok
+    assert [r["body"]["kind"] for r in records] == ["generation", "bias-window"]
+    assert records[1]["body"]["parity_difference"] == 0.12
+    assert records[1]["record_id"] == receipt["record_id"]
+
+
+def test_policies_can_record_events_through_the_context(tmp_path):
+    seen = []
+
+    class Windowed(RecordingPolicy):
+        id = "windowed"
+
+        @hookimpl
+        def inspect_output(self, outputs, context):
+            seen.append(context.record_event("window", {"n": len(outputs)}))
+
+    with make_engine(tmp_path, policies=[Windowed()]) as engine:
+        engine.generate(MockFamily(), n=2, seed=1)
+    assert seen and seen[0]["seq"] == 1
