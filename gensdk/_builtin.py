@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from gensdk._markers import hookimpl
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gensdk.outputs import Output
     from gensdk.registry import Registrar
 
 
@@ -15,3 +18,10 @@ def register_audit_sinks(register: Registrar) -> None:
     from gensdk.audit import SQLiteAuditSink
 
     register(SQLiteAuditSink)
+
+
+@hookimpl(trylast=True)
+def write_outputs(outputs: list[Output], path: Path) -> list[Path]:
+    from gensdk.outputs import write_plain_outputs
+
+    return write_plain_outputs(outputs, path)

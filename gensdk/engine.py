@@ -299,6 +299,12 @@ class Engine:
             "timings_ms": {k: round(v, 3) for k, v in run.timings.items()},
         }
 
+    def write_outputs(self, outputs: Sequence[Output], path: str | Path) -> list[Path]:
+        """Write released outputs to files through this engine's writers (see `gensdk.write_outputs`)."""
+        from gensdk.outputs import write_outputs
+
+        return write_outputs(outputs, path, host=self.host)
+
     # -- window-level records -------------------------------------------------------------------------------
 
     def record_event(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:

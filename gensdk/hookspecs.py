@@ -9,7 +9,9 @@ Two kinds of plugin implement them:
   order, under the policy's time limit; a pipeline hook implemented by anything that is not a `Policy` is a
   start-up error, because it would run without an id, a version or an audit record.
 
-No hook here is `firstresult`: safety verdicts are always collected from everyone.
+No pipeline hook is `firstresult`: safety verdicts are always collected from everyone. The one `firstresult`
+hook, `write_outputs`, chooses how released outputs become files; the core's plain writer is the `trylast`
+fallback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from gensdk._markers import hookspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import click
 
     from gensdk.outputs import Output
@@ -116,4 +120,18 @@ def finalize_output(outputs: list[Output], record: dict[str, Any]) -> None:
     :param outputs: the released outputs; ``metadata["audit_record_id"]`` and ``metadata["digest"]`` are set.
         Change only their ``metadata``: their content is what the record's digests describe.
     :param record: the committed record, ``{"record_id", "seq", "hash", "body"}``; read-only.
+    """
+
+
+@hookspec(firstresult=True)
+def write_outputs(outputs: list[Output], path: Path) -> list[Path] | None:
+    """Write released outputs to files at the edge (``gensdk generate --out``, ``Engine.write_outputs``).
+
+    The first plugin that returns a list of written paths wins; return None to leave the outputs to the
+    next writer. The core's own writer runs last and writes plain files (one CSV for tables, JSONL for texts,
+    a directory of PNGs for images). The provenance plugin, for example, writes files that carry their
+    signed manifests whenever the outputs have one, so the command line never drops them.
+
+    :param outputs: released outputs of one modality, after ``finalize_output``.
+    :param path: a file for texts and tables (a directory when it has no suffix), a directory for images.
     """

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Modality = Literal["text", "image", "table"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "table")
 
-__all__ = ["ImageOutput", "Modality", "Output", "TableOutput", "TextOutput", "write_outputs"]
+__all__ = ["ImageOutput", "Modality", "Output", "TableOutput", "TextOutput", "write_outputs", "write_plain_outputs"]
 
 
 @dataclass(eq=False)
@@ -111,14 +111,34 @@ class ImageOutput(Output):
         return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
 
 
-def write_outputs(outputs: Sequence[Output], path: str | Path) -> list[Path]:
-    """Write released outputs: tables to one CSV, texts to JSONL, images to PNGs in a directory."""
-    path = Path(path)
+def write_outputs(outputs: Sequence[Output], path: str | Path, *, host: Any = None) -> list[Path]:
+    """Write released outputs through the installed writers (the `write_outputs` hook): files that carry
+    provenance manifests when the provenance plugin is installed and the outputs have one, else plain files.
+    `host` is the plugin host to ask (an engine's `engine.host`); by default the installed plugins."""
     if not outputs:
         return []
+    modality_of(outputs)
+    if host is None:
+        from gensdk.plugins import get_plugin_host
+
+        host = get_plugin_host()
+    return host.pm.hook.write_outputs(outputs=list(outputs), path=Path(path))
+
+
+def modality_of(outputs: Sequence[Output]) -> str:
+    """The one modality of `outputs`; a writer cannot put mixed modalities in one place."""
     modality = outputs[0].modality
     if any(o.modality != modality for o in outputs):
         raise RequestError("cannot write outputs of mixed modalities to one path")
+    return modality
+
+
+def write_plain_outputs(outputs: Sequence[Output], path: str | Path) -> list[Path]:
+    """The core's writer: tables to one CSV (or JSONL by suffix), texts to JSONL, images to PNGs in a directory."""
+    path = Path(path)
+    if not outputs:
+        return []
+    modality = modality_of(outputs)
     writer = {"table": _write_tables, "text": _write_texts, "image": _write_images}[modality]
     return writer(outputs, path)
 

@@ -31,7 +31,6 @@ def generate(model_dir: Path, n: int, seed: int | None, prompts: tuple[str, ...]
              chat: Path | None, stream: bool, allow_pickle: bool, trust_remote_code: bool) -> None:
     """Generate from a model directory through every enabled policy."""
     from gensdk.engine import Engine
-    from gensdk.outputs import write_outputs
 
     request = {"n": n, "seed": seed, "prompts": list(prompts) or None, "messages": _read_chat(chat) if chat else None,
                "conditions": parse_assignments(conditions, "--condition"), "params": parse_assignments(params, "--param")}
@@ -39,7 +38,7 @@ def generate(model_dir: Path, n: int, seed: int | None, prompts: tuple[str, ...]
     with Engine(config, audit=audit) as engine:
         model = engine.load_model(model_dir, **unsafe)
         result = _stream(engine, model, request) if stream else engine.generate(model, request)
-    written = write_outputs(result.outputs, out) if out and result.outputs else []
+        written = engine.write_outputs(result.outputs, out) if out and result.outputs else []
     if not (stream or out or as_json):
         for output in result.outputs:
             if output.modality == "text":

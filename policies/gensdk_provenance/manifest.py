@@ -184,25 +184,40 @@ def _audit_problem(manifest: dict[str, Any], sink: Any) -> str | None:
 # -- files --------------------------------------------------------------------------------------------------------
 
 
-def write_outputs(outputs: Sequence[Output], directory: str | Path) -> list[Path]:
-    """Write released outputs one file each, with their manifests: NNNNN.png (manifest in the PNG; the C2PA
-    signed file when the policy made one), NNNNN.txt and NNNNN.csv (manifest in a sidecar)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+def write_outputs(outputs: Sequence[Output], path: str | Path) -> list[Path]:
+    """Write released outputs one file each, with their manifests: PNGs (manifest in the PNG; the C2PA-signed
+    file when the policy made one), texts (.txt) and tables (.csv) with a sidecar manifest.
+
+    `path` is a directory (files NNNNN.png/.txt/.csv), except for one text or table written to a path with a
+    suffix (``--out synthetic.csv``), which is written there. Several texts or tables given a path with a
+    suffix go beside it as ``<stem>.NNNNN.txt|csv``: one manifest binds one file, so they cannot share one."""
+    path = Path(path)
     for i, output in enumerate(outputs):
         manifest = output.metadata.get("provenance")
         if not isinstance(manifest, dict) or "signature" not in manifest:
             raise DataError(f"output {i} has no signed provenance manifest (is the provenance policy enabled?)")
-        if output.modality == "image":
-            path = directory / f"{i:05d}.png"
-            path.write_bytes(output.metadata.get("c2pa_png") or png_bytes(output, manifest))
-        else:
-            path = directory / f"{i:05d}.{'txt' if output.modality == 'text' else 'csv'}"
-            path.write_bytes(file_bytes(output))
-            path.with_name(path.name + SIDECAR_SUFFIX).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        written.append(path)
-    return written
+    return [_write_one(output, target) for output, target in zip(outputs, _targets(outputs, path))]
+
+
+def _targets(outputs: Sequence[Output], path: Path) -> list[Path]:
+    suffix = {"image": ".png", "text": ".txt", "table": ".csv"}
+    if outputs and outputs[0].modality != "image" and path.suffix and not path.is_dir():
+        if len(outputs) == 1:
+            return [path]
+        return [path.with_name(f"{path.stem}.{i:05d}{suffix[o.modality]}") for i, o in enumerate(outputs)]
+    return [path / f"{i:05d}{suffix[o.modality]}" for i, o in enumerate(outputs)]
+
+
+def _write_one(output: Output, target: Path) -> Path:
+    manifest = output.metadata["provenance"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if output.modality == "image":
+        target.write_bytes(output.metadata.get("c2pa_png") or png_bytes(output, manifest))
+    else:
+        target.write_bytes(file_bytes(output))
+        sidecar = target.with_name(target.name + SIDECAR_SUFFIX)
+        sidecar.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    return target
 
 
 def png_bytes(output: Output, manifest: dict[str, Any]) -> bytes:

@@ -10,7 +10,9 @@ is after every policy has run:
    hash), signs it with Ed25519, and puts it in ``output.metadata["provenance"]``; with C2PA enabled it also
    keeps the C2PA-signed PNG in ``output.metadata["c2pa_png"]``.
 
-`gensdk_provenance.write_outputs(result.outputs, directory)` writes the files with their manifests.
+Files: `engine.write_outputs(result.outputs, path)` (and `gensdk generate --out`) reach this plugin's
+`write_outputs` hook, which writes outputs that carry a manifest with it (PNG chunk, or a sidecar);
+`gensdk_provenance.write_outputs(outputs, path)` does the same directly.
 """
 
 from __future__ import annotations
@@ -108,3 +110,13 @@ def register_commands(cli: click.Group) -> None:
 
     cli.add_command(verify)
     cli.add_command(provenance_group)
+
+
+@hookimpl
+def write_outputs(outputs: list[Output], path: Path) -> list[Path] | None:
+    """Outputs that carry a signed manifest are written with it; others are left to the next writer."""
+    if not any("provenance" in o.metadata for o in outputs):
+        return None
+    from gensdk_provenance.manifest import write_outputs as write_with_manifests
+
+    return write_with_manifests(outputs, path)
