@@ -56,10 +56,11 @@ class TableOutput(Output):
     def canonical_bytes(self) -> bytes:
         """Column by column: name, type tag and data, each length-prefixed so no two tables share bytes.
 
-        Numeric columns contribute their little-endian numpy buffer and text columns a JSON list; writing
-        CSV instead cost ~100 ms per 10,000 rows, most of the engine's overhead over the bare model.
+        Numeric columns contribute their little-endian numpy buffer, all-string columns the lengths and
+        UTF-8 bytes of their values, anything else (nulls, mixed types) a JSON list. Writing CSV instead cost
+        ~100 ms per 10,000 rows, most of the engine's overhead over the bare model.
         """
-        parts = [b"gensdk-table/1"]
+        parts = [b"gensdk-table/2"]
         for name in self.frame.columns:
             tag, data = _column_bytes(self.frame[name])
             for field in (str(name).encode("utf-8", "surrogatepass"), tag.encode(), data):
@@ -70,19 +71,53 @@ class TableOutput(Output):
 def _column_bytes(column: Any) -> tuple[str, bytes]:
     import numpy as np
 
+    text = _arrow_text_bytes(column)  # first: to_numpy() alone would build one Python str per value
+    if text is not None:
+        return "utf8-len", text
     values = column.to_numpy()
     if values.dtype.kind in "biuf":
         little = values.dtype.newbyteorder("<")
         return str(values.dtype), np.ascontiguousarray(values, dtype=little).tobytes()
-    listed = values.tolist()
+    text = _python_text_bytes(values.tolist())
+    if text is not None:
+        return "utf8-len", text
+    return "json", json.dumps(values.tolist(), ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+
+
+def _python_text_bytes(values: list[Any]) -> bytes | None:
+    """int64 little-endian byte lengths, then the UTF-8 of every value; None unless every value is a str."""
+    import numpy as np
+
+    if not all(isinstance(v, str) for v in values):
+        return None
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    lengths = np.fromiter(map(len, encoded), dtype="<i8", count=len(encoded))
+    return lengths.tobytes() + b"".join(encoded)
+
+
+def _arrow_text_bytes(column: Any) -> bytes | None:
+    """The same bytes as `_python_text_bytes`, read straight from a pyarrow-backed string column's buffers
+    (pandas' default string storage): ~15x faster, with no Python object per value. None when the column is
+    not arrow-backed text or holds a null."""
+    import numpy as np
+    import pandas as pd
+
+    if column.dtype == object or not pd.api.types.is_string_dtype(column.dtype):
+        return None
     try:
-        joined = "\0".join(listed)
-    except TypeError:  # not all strings (numbers, None, NaN): JSON keeps each value's type
-        joined = None
-    # NUL-separated is unambiguous only when no value holds a NUL itself: exactly one per separator.
-    if joined is not None and listed and joined.count("\0") == len(listed) - 1:
-        return "utf8-nul", joined.encode("utf-8", "surrogatepass")
-    return "json", json.dumps(listed, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+        import pyarrow as pa
+
+        array = pa.array(column.array)
+    except (ImportError, TypeError, ValueError, pa.ArrowException):
+        return None
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count or not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    _, offsets, data = array.cast(pa.large_string()).buffers()
+    ends = np.frombuffer(offsets, dtype="<i8")[array.offset: array.offset + len(array) + 1]
+    body = memoryview(data)[int(ends[0]): int(ends[-1])] if len(array) else b""
+    return np.diff(ends).astype("<i8").tobytes() + bytes(body)
 
 
 @dataclass(eq=False)

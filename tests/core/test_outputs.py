@@ -38,7 +38,7 @@ def test_table_canonical_bytes_keep_column_boundaries() -> None:
     right = TableOutput(pd.DataFrame({"a": ["x"], "b": ["yz"]}))
     swapped = TableOutput(pd.DataFrame({"ab": ["xy"], "": ["z"]}))
     assert len({left.digest(), right.digest(), swapped.digest()}) == 3
-    assert TableOutput(frame()).canonical_bytes().startswith(b"gensdk-table/1")
+    assert TableOutput(frame()).canonical_bytes().startswith(b"gensdk-table/2")
 
 
 def test_table_digest_depends_on_dtype_and_value() -> None:
@@ -115,3 +115,25 @@ def test_text_cells_holding_the_separator_fall_back_to_an_unambiguous_form() -> 
     assert joined_wrongly.digest() != split_differently.digest()
     mixed = TableOutput(pd.DataFrame({"a": ["1", 1]}, dtype=object))
     assert mixed.digest() != TableOutput(pd.DataFrame({"a": ["1", "1"]})).digest()
+
+
+@pytest.mark.parametrize("values", [["a", "bé", "", "x\0y"], ["only"], []])
+def test_table_text_bytes_do_not_depend_on_the_string_storage(values: list[str]) -> None:
+    # Arrow-backed columns are hashed from their buffers, Python ones value by value: the bytes must agree.
+    arrow = pd.DataFrame({"c": pd.Series(values, dtype=pd.StringDtype("pyarrow"))})
+    python = pd.DataFrame({"c": pd.Series(values, dtype=pd.StringDtype("python"))})
+    objects = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    assert len({TableOutput(f).canonical_bytes() for f in (arrow, python, objects)}) == 1
+
+
+def test_table_text_bytes_of_a_sliced_arrow_column_cover_only_the_slice() -> None:
+    column = pd.Series(["first", "second", "third", "fourth"], dtype=pd.StringDtype("pyarrow"))
+    sliced = pd.DataFrame({"c": column.iloc[1:3]}).reset_index(drop=True)
+    fresh = pd.DataFrame({"c": pd.Series(["second", "third"], dtype=object)})
+    assert TableOutput(sliced).canonical_bytes() == TableOutput(fresh).canonical_bytes()
+
+
+def test_table_text_with_nulls_keeps_them_distinct_from_the_string_none() -> None:
+    with_null = pd.DataFrame({"c": pd.Series(["a", None], dtype=pd.StringDtype("pyarrow"))})
+    with_word = pd.DataFrame({"c": pd.Series(["a", "None"], dtype=pd.StringDtype("pyarrow"))})
+    assert TableOutput(with_null).digest() != TableOutput(with_word).digest()
