@@ -52,6 +52,8 @@ class _Run:
     verdicts: list[Verdict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    # Extra top-level fields of the audit record: gensdk.batching records the model call a request shared.
+    record_extra: dict[str, Any] = field(default_factory=dict)
 
     def add_time(self, stage: str, started: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
@@ -245,7 +247,7 @@ class Engine:
         verdict = _overall(run, outcomes)
         digests = [o.digest() for o in run.outputs]
         run.add_time("digest", started)
-        body = self._record_body(run, outcomes, verdict, digests)
+        body = {**self._record_body(run, outcomes, verdict, digests), **run.record_extra}
         receipt = self.audit.append(body)
         released = [o for o, v in zip(run.outputs, run.verdicts) if v.releases]
         for output, digest in zip(run.outputs, digests):

@@ -1,0 +1,144 @@
+"""The gate every HTTP request passes before the application sees it (a plain ASGI middleware).
+
+In order: a request id; for /v1/ paths the API key (401) and the key's rate (429), both before a byte of the
+body is read, so an unknown caller costs one header lookup; then the body, read whole under a size limit
+(413, at once when Content-Length says so) and a time limit (408: slow uploads cannot hold a worker), and
+replayed to the application. Later `receive` calls go to the client, so a streaming endpoint still hears a
+disconnect. One log line per request: method, path (no query string), status, time, key *name*, request id.
+Keys, prompts and bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import anyio
+
+from gensdk.server.errors import error_body
+
+if TYPE_CHECKING:
+    from gensdk.server.config import LimitsConfig
+    from gensdk.server.keys import KeyRing
+
+__all__ = ["Gate"]
+
+log = logging.getLogger("gensdk.server.access")
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.type, self.message, self.headers = status, type_, message, headers or {}
+
+
+class Gate:
+    def __init__(self, app: Any, keys: KeyRing, limits: LimitsConfig):
+        self.app, self.keys, self.limits = app, keys, limits
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = "req_" + uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        started, status = time.perf_counter(), [0]
+        send = _tagged(send, rid, status)
+        try:
+            if scope["path"].startswith("/v1/"):
+                state["principal"] = self._admit(_headers(scope))
+            body = await self._read_body(scope, receive)
+        except _Refused as refused:
+            await _send_error(send, refused, rid)
+        else:
+            if body is not None:
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            principal = state.get("principal")
+            log.info("%s %s -> %s in %.1f ms (key %s, %s)", scope["method"], scope["path"], status[0] or "-",
+                     (time.perf_counter() - started) * 1000, principal.name if principal else "-", rid)
+
+    def _admit(self, headers: dict[str, str]) -> Any:
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise _Refused(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>'",
+                           {"WWW-Authenticate": "Bearer"})
+        principal = self.keys.identify(presented.strip())
+        if principal is None:
+            raise _Refused(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
+        wait = self.keys.limits[principal.name].take()
+        if wait > 0:
+            raise _Refused(429, "rate_limited", f"the rate limit of key {principal.name!r} is used up; retry in {wait:.1f} s",
+                           {"Retry-After": str(max(1, math.ceil(wait)))})
+        return principal
+
+    async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes | None:
+        """The whole body, or None when the client went away while sending it."""
+        limit = self.limits.max_body_bytes
+        declared = _headers(scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _Refused(413, "request_too_large", f"the request body is {declared} bytes; the limit is {limit}")
+        chunks, size = [], 0
+        try:
+            with anyio.fail_after(self.limits.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise _Refused(413, "request_too_large", f"the request body is over the limit of {limit} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise _Refused(408, "request_timeout", f"the request body did not arrive within {self.limits.body_timeout_s:g} s") from None
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _tagged(send: Send, rid: str, status: list[int]) -> Send:
+    """Adds X-Request-ID to every response and remembers its status for the log line."""
+
+    async def tagged(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+            message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+        await send(message)
+
+    return tagged
+
+
+async def _send_error(send: Send, refused: _Refused, rid: str) -> None:
+    body = json.dumps(error_body(refused.type, refused.message, rid)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refused.headers.items()]
+    if refused.status in (408, 413):
+        headers.append((b"connection", b"close"))  # the rest of the body is never read
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

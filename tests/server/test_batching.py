@@ -1,0 +1,94 @@
+"""gensdk.batching: concurrent requests share model calls, each with its own checks, verdicts and record."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gensdk.batching import Batcher, merge_kind
+from gensdk.errors import OutputBlocked
+from gensdk.testing import KeywordPolicy, MockFamily, RaisingPolicy, make_engine
+
+
+def _engine(tmp_path, policies=()):
+    import gensdk_gan.plugin
+    import gensdk_llm.plugin
+
+    return make_engine(tmp_path, plugins=[gensdk_llm.plugin, gensdk_gan.plugin], policies=list(policies),
+                       config={"device": "cpu"})
+
+
+def _together(fn, args):
+    """Call fn(arg) for every arg at once, from as many threads; results in order."""
+    start = threading.Barrier(len(args))
+
+    def call(arg):
+        start.wait()
+        return fn(arg)
+
+    with ThreadPoolExecutor(len(args)) as pool:
+        return [f.result() for f in [pool.submit(call, a) for a in args]]
+
+
+def test_concurrent_text_requests_share_calls_but_keep_their_own_records(tmp_path, models):
+    with _engine(tmp_path, [KeywordPolicy({"words": ["forbidden"]})]) as engine:
+        batcher = Batcher(engine, engine.load_model(models["lm"]), max_batch=8, wait_s=0.2)
+        prompts = ["ROMEO:", "JULIET:", "forbidden", "NURSE:", "LORD:", "FRIAR:"]
+
+        def ask(prompt):
+            return batcher.generate(prompts=[prompt], params={"max_new_tokens": 6})
+
+        results = _together(ask, prompts)
+        batcher.close()
+        records = {r["record_id"]: r["body"] for r in engine.audit.records()}
+        assert engine.audit.verify().ok
+    assert len({r.audit_record_id for r in results}) == len(prompts)  # one record each
+    assert batcher.calls < batcher.batched_requests == len(prompts) - 1  # shared calls; the blocked one never joined
+    blocked = results[prompts.index("forbidden")]
+    assert blocked.outputs == [] and any(f.code == "keyword-in-prompt" for f in blocked.findings)
+    assert "batch" not in records[blocked.audit_record_id]
+    calls = {records[r.audit_record_id]["batch"]["call_id"] for r in results if r is not blocked}
+    assert len(calls) == batcher.calls
+    for prompt, result in zip(prompts, results):
+        if result is not blocked:
+            assert result.outputs[0].prompt == prompt  # each request got its own slice
+            assert records[result.audit_record_id]["outputs"][0]["digest"] == result.outputs[0].digest()
+
+
+def test_image_requests_merge_by_count(tmp_path, models):
+    with _engine(tmp_path) as engine:
+        batcher = Batcher(engine, engine.load_model(models["gan"]), max_batch=4, wait_s=0.2)
+        results = _together(lambda n: batcher.generate(n=n, conditions={"class": "1"}), [1, 2, 3])
+        batcher.close()
+    assert [len(r.outputs) for r in results] == [1, 2, 3]
+    assert batcher.calls == 1
+
+
+def test_a_failing_shared_prepare_blocks_every_request_of_the_call(tmp_path, models):
+    with _engine(tmp_path, [RaisingPolicy({"hook": "prepare_generation"})]) as engine:
+        batcher = Batcher(engine, engine.load_model(models["lm"]), max_batch=4, wait_s=0.2)
+        results = _together(lambda p: batcher.generate(prompts=[p], params={"max_new_tokens": 3}), ["A", "B"])
+        batcher.close()
+    for result in results:
+        assert result.outputs == [] and result.outcomes[0].status == "error"
+        with pytest.raises(OutputBlocked):
+            result.raise_for_verdict()
+
+
+def test_seeded_requests_run_alone_and_reproduce(tmp_path, models):
+    with _engine(tmp_path) as engine:
+        batcher = Batcher(engine, engine.load_model(models["lm"]), max_batch=8, wait_s=0.05)
+        texts = _together(lambda _: batcher.generate(prompts=["ROMEO:"], seed=5, params={"max_new_tokens": 8}).texts[0], [0, 1])
+        batcher.close()
+    assert texts[0] == texts[1] and batcher.calls == 0
+
+
+def test_families_that_cannot_merge_run_through_the_engine(tmp_path):
+    with make_engine(tmp_path) as engine:
+        model = MockFamily()
+        batcher = Batcher(engine, model, max_batch=8)
+        assert merge_kind(model) is None
+        assert batcher.generate(n=2, seed=1).texts == ["text 1-0", "text 1-1"]
+        assert batcher.calls == 0
