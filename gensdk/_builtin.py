@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 @hookimpl(trylast=True)
 def register_audit_sinks(register: Registrar) -> None:
     from gensdk.audit import SQLiteAuditSink
+    from gensdk.audit.postgres import PostgresAuditSink  # psycopg itself is imported when a sink is opened
 
     register(SQLiteAuditSink)
+    register(PostgresAuditSink)
 
 
 @hookimpl(trylast=True)

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 AUDIT_ENV = "GENSDK_AUDIT"
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # gensdk.audit.postgres, imported only when a URL names it
 
 
 def default_audit_path() -> Path:
@@ -56,7 +57,11 @@ def open_audit_sink(
         return sinks[scheme](target, **options)
     if scheme == SQLiteAuditSink.scheme:
         return SQLiteAuditSink(target, **options)
-    known = sorted({SQLiteAuditSink.scheme, *(sinks or {})})
+    if scheme in POSTGRES_SCHEMES:  # built in, so that `gensdk audit verify` reaches it without a plugin host
+        from gensdk.audit.postgres import PostgresAuditSink
+
+        return PostgresAuditSink(os.fspath(target), **options)
+    known = sorted({SQLiteAuditSink.scheme, POSTGRES_SCHEMES[0], *(sinks or {})})
     # Only the scheme is named: the rest of a URL may hold a password.
     raise ConfigError(
         f"no audit sink for the URL scheme {scheme!r} (known: {', '.join(known)}); "

@@ -119,6 +119,17 @@ class AuditSink(abc.ABC):
         """The raw Ed25519 public key that signs checkpoints and where it came from; sinks that sign override."""
         raise AuditError(f"the {self.scheme!r} audit sink does not sign checkpoints, so it has no key to export")
 
+    def checkpoint(self) -> int | None:
+        """Sign the current head now; its seq, or None when nothing was signed. Sinks that sign override this."""
+        return None
+
+    def lookup(self, record_id: str) -> dict | None:
+        """The stored record with this record_id ({"seq", "record_id", "prev_hash", "hash", "body"}), or None.
+
+        Lets a caller that derives record_ids from its own request ids (a batch job) find out whether a request
+        was already committed. Backends override this with one indexed query."""
+        return next((record for record in self.records() if record["record_id"] == record_id), None)
+
     def head(self) -> AuditReceipt | None:
         """The last record's receipt, or None for an empty trail. Backends override this with one query."""
         last = None

@@ -188,6 +188,13 @@ class SQLiteAuditSink(AuditSink):
             if remaining is not None:
                 remaining -= len(page)
 
+    def lookup(self, record_id: str) -> dict | None:
+        with self._lock, _translate_errors(self.path):
+            row = self._connection().execute(
+                "SELECT seq, record_id, prev_hash, hash, body FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+        return record_dict(row) if row else None
+
     def head(self) -> AuditReceipt | None:
         with self._lock, _translate_errors(self.path):
             row = self._connection().execute(

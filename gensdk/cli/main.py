@@ -20,13 +20,15 @@ def build_cli(load_entrypoints: bool = True) -> click.Group:
     """A fresh command tree: the core commands, then whatever the installed plugins add."""
     from gensdk import __version__
     from gensdk.cli.audit import audit_group
+    from gensdk.cli.batch import batch
     from gensdk.cli.generate import generate
     from gensdk.cli.listing import models, plugins, policies
+    from gensdk.cli.serve import serve_group
     from gensdk.plugins import get_plugin_host
 
     cli = click.Group("gensdk", help="Generative models behind fail-closed policies and a tamper-evident audit trail.")
     click.version_option(__version__, prog_name="gensdk")(cli)
-    for command in (plugins, models, policies, generate, audit_group):
+    for command in (plugins, models, policies, generate, audit_group, serve_group, batch):
         cli.add_command(command)
     cli.add_command(click.Group("train", help="Train a model family on your data."))
     get_plugin_host(load_entrypoints=load_entrypoints).pm.hook.register_commands(cli=cli)
