@@ -24,6 +24,10 @@ from gensdk.cli.progress import progress_bar
 from gensdk.datasets import load_adult
 from gensdk.plugins import get_plugin_host
 
+# The diffusion and fairness steps live beside this file (each also runs on its own).
+from demo_diffusion import diffusion_step  # noqa: E402
+from demo_fairness import fairness_step  # noqa: E402
+
 console = Console()
 
 
@@ -41,6 +45,8 @@ def main() -> None:
     summary += text_step(args.out, audit, keys)
     summary += neural_tables_step(args.out, audit, keys)
     summary += images_step(args.out, audit, keys)
+    summary += diffusion_step(args.out, audit, lambda modality: policies_for(modality, keys))
+    summary += fairness_step(args.out, audit, lambda modality: policies_for(modality, keys))
     summary += fail_closed_step(args.out, audit)
     summary += audit_step(args.out, audit)
     show_summary(summary, time.perf_counter() - started)
@@ -57,6 +63,10 @@ def make_keys(out: Path) -> dict[str, dict[str, Any]]:
     create_key_file(key_file)
     keys = {wid: {"options": {"key_file": str(key_file)}} for wid in ("watermark-text", "watermark-image", "watermark-table")}
     keys["provenance"] = {"options": {"key_file": str(out / "keys" / "provenance.key"), "create_key": True}}
+    # The image bias audit needs an attribute classifier: the digit itself, for the digit-generating steps.
+    keys["fairness-image"] = {"on_fail": "warn", "options": {"classifier": "gensdk_diffusion.evaluate:DigitAttribute"}}
+    # The windowed table audit watches the income gap by sex in everything generated from UCI Adult.
+    keys["fairness-table"] = {"on_fail": "warn", "options": {"sensitive": ["sex"], "target": "income", "positive": ">50K"}}
     return keys
 
 
@@ -192,12 +202,13 @@ def images_step(out: Path, audit: Path, keys: dict[str, dict[str, Any]]) -> list
 
 
 def write_with_provenance(outputs: list[Any], directory: Path) -> tuple[list[Path], int]:
-    """PNGs with their signed provenance manifests embedded, then checked as a compliance reader would."""
+    """PNGs written by the installed writers (with their signed provenance manifests embedded when the
+    provenance plugin is there), then checked as a compliance reader would."""
+    written = gensdk.write_outputs(outputs, directory)
     try:
-        from gensdk_provenance import verify_file, write_outputs
+        from gensdk_provenance import verify_file
     except ImportError:
-        return gensdk.write_outputs(outputs, directory), 0
-    written = write_outputs(outputs, directory)
+        return written, 0
     return written, sum(verify_file(path).ok for path in written)
 
 

@@ -205,8 +205,14 @@ def _check_partial(engine: Engine, run: _Run, ctx: GenerationContext, text: str,
     output = TextOutput(text, prompt=prompt)
     verdicts = BatchVerdicts(1, floor=floor)
     started = time.perf_counter()
-    engine._runner.transform([output], ctx, scratch, verdicts)
-    engine._runner.inspect([output], ctx, scratch, verdicts)
+    # Policies that count outputs (a bias window) must not count the same text once per chunk: they see
+    # `partial` and skip, and count the final text, which is checked without it.
+    ctx.state["partial"] = True
+    try:
+        engine._runner.transform([output], ctx, scratch, verdicts)
+        engine._runner.inspect([output], ctx, scratch, verdicts)
+    finally:
+        ctx.state.pop("partial", None)
     run.add_time("stream_checks", started)
     return output.text, verdicts.final()[0], scratch
 
