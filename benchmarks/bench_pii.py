@@ -1,6 +1,7 @@
 """PII detection: precision, recall and throughput on a labelled corpus generated with Faker.
 
-    .venv/bin/python benchmarks/bench_pii.py [--docs 4000] [--seed 0] [--presidio /tmp/bench-venv/bin/python]
+    .venv/bin/python benchmarks/bench_pii.py [--docs 4000] [--seed 0] [--repeat 5] [--baseline DIR]
+                                             [--presidio /tmp/bench-venv/bin/python] [--json]
 
 The corpus: documents of a few sentences in eight locales, each sentence holding one entity (or none) in an
 ordinary frame, with its exact span recorded. Hard negatives sit beside them: dates, times, prices, postal
@@ -10,6 +11,14 @@ kept when libphonenumber calls them valid for the locale's region (the detector'
 number); Faker's others are reported separately. Scores are exact-span matches per entity type; the streamed
 score feeds each document in random 1-40 character chunks through StreamingPIIScanner.
 
+Timings are the best of --repeat runs, each on a freshly built scanner (so no phone-number cache is warm), as
+wall-clock and as CPU time of this process: on a shared machine the CPU time is the steadier of the two.
+Throughput is measured on the corpus as one text, document by document, per entity type (a scanner looking
+for that type only), on TinyShakespeare (plain prose) and on prose with a corpus document every ~2,000
+characters.
+
+With --baseline DIR (a directory holding another gensdk_privacy package, e.g. an earlier commit's
+`policies/`), the same timings are taken for it in a subprocess right after ours, and the ratios printed.
 With --presidio PYTHON (a separate venv with presidio-analyzer), Presidio's pattern recognisers are measured on
 the same corpus (no spaCy model can be downloaded here, so its NER-based PERSON recogniser cannot run).
 """
@@ -26,7 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policies"))
+# --policies DIR (used for --baseline) puts another gensdk_privacy first on the path, before anything imports it.
+_POLICIES = sys.argv[sys.argv.index("--policies") + 1] if "--policies" in sys.argv else str(Path(__file__).resolve().parents[1] / "policies")
+sys.path.insert(0, _POLICIES)
 
 LOCALES = {"en_US": "US", "en_GB": "GB", "de_DE": "DE", "fr_FR": "FR", "es_ES": "ES", "it_IT": "IT", "nl_NL": "NL", "pt_BR": "BR"}
 FRAMES = [
@@ -137,7 +148,7 @@ def _plain(rng: random.Random, fake) -> str:
         "decimal": f"{rng.uniform(0, 1000):.4f}", "card_bad": card_bad, "iban_bad": iban_bad,
         "ssn_bad": rng.choice(["000", "666", f"9{rng.randint(0, 99):02d}"]) + f"-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}",
         "ip_bad": f"{rng.randint(256, 999)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}",
-        "hexhash": "%040x" % rng.getrandbits(160), "city": fake.city(), "word": fake.word().capitalize(),
+        "hexhash": f"{rng.getrandbits(160):040x}", "city": fake.city(), "word": fake.word().capitalize(),
         "word2": fake.word(), "bignum": f"{rng.randint(1000, 9999999):,}",
     }
     return rng.choice(PLAIN).format(**values)
@@ -163,12 +174,8 @@ def run_ours(corpus, seed: int) -> dict:
     from gensdk_privacy.pii import PIIScanner, StreamingPIIScanner
 
     scanner = PIIScanner()
-    scanner.scan("warm up the name lists and regex caches: ada@example.org")
     texts = [t for t, _ in corpus]
-    started = time.perf_counter()
     predictions = [[(e.type, e.start, e.end) for e in scanner.scan(t)] for t in texts]
-    elapsed = time.perf_counter() - started
-    megabytes = sum(len(t.encode()) for t in texts) / 1e6
     rng = random.Random(seed)
     streamed = []
     for text in texts:
@@ -180,43 +187,95 @@ def run_ours(corpus, seed: int) -> dict:
             pos += step
         stream.finish()
         streamed.append([(e.type, e.start, e.end) for e in stream.entities])
+    return {"scores": score(corpus, predictions), "streamed_scores": score(corpus, streamed)}
+
+
+def timing_jobs(texts: list[str]) -> dict:
+    """name -> (make a fresh scanner, scan with it, the text measured). Fresh scanners: no phone cache is warm."""
+    from gensdk_privacy.detectors import ENTITY_TYPES
+    from gensdk_privacy.pii import PIIScanner
+
     joined = " ".join(texts)
-    started = time.perf_counter()
-    scanner.scan(joined)
-    one_text = time.perf_counter() - started
-    prose = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-    prose_rate = None
-    if prose.exists():
-        text = prose.read_text()
-        started = time.perf_counter()
-        scanner.scan(text)
-        prose_rate = len(text.encode()) / 1e6 / (time.perf_counter() - started)
-    realistic = _realistic_rate(scanner, texts, prose)
-    return {
-        "scores": score(corpus, predictions), "streamed_scores": score(corpus, streamed),
-        "mb_per_s_prose_with_pii": realistic,
-        "megabytes": megabytes, "mb_per_s_per_document": megabytes / elapsed,
-        "mb_per_s_one_text": len(joined.encode()) / 1e6 / one_text, "mb_per_s_tinyshakespeare": prose_rate,
-    }
+    jobs = {"one_text": (PIIScanner, lambda s: s.scan(joined), joined),
+            "per_document": (PIIScanner, lambda s: [s.scan(t) for t in texts], joined)}
+    prose_path = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+    if prose_path.exists():
+        prose = prose_path.read_text()
+        mixed = _prose_with_pii(prose, texts)
+        jobs["tinyshakespeare"] = (PIIScanner, lambda s: s.scan(prose), prose)
+        jobs["prose_with_pii"] = (PIIScanner, lambda s: s.scan(mixed), mixed)
+    for kind in ENTITY_TYPES:
+        jobs[f"only_{kind}"] = (lambda kind=kind: PIIScanner([kind]), lambda s: s.scan(joined), joined)
+    PIIScanner().scan("warm up: compile the patterns and name lists once, ada@example.org")
+    return jobs
 
 
-def _realistic_rate(scanner, texts, prose: Path) -> float | None:
+def timing_round(jobs: dict) -> dict:
+    """name -> [wall seconds, CPU seconds] of one run of each job."""
+    times = {}
+    for name, (make, run, _) in jobs.items():
+        scanner = make()
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(scanner)
+        times[name] = [time.perf_counter() - wall, time.process_time() - cpu]
+    return times
+
+
+def rates(jobs: dict, rounds: list[dict]) -> dict:
+    """MB/s (UTF-8 bytes) from the best of the rounds: {"wall": ..., "cpu": ...} per job."""
+    result = {}
+    for name, (_, _, text) in jobs.items():
+        megabytes = len(text.encode()) / 1e6
+        wall, cpu = (min(r[name][i] for r in rounds) for i in (0, 1))
+        result[name] = {"wall": megabytes / wall, "cpu": megabytes / max(cpu, 1e-9), "megabytes": megabytes}
+    return result
+
+
+def run_timings(texts: list[str], args) -> tuple[dict, dict | None]:
+    """Our rates and, with --baseline, the baseline's: its rounds run in a subprocess, each right after ours,
+    so that both see the same load on a shared machine."""
+    jobs = timing_jobs(texts)
+    baseline = None
+    if args.baseline:
+        command = [sys.executable, __file__, "--policies", args.baseline, "--serve-rounds", "--docs", str(args.docs),
+                   "--seed", str(args.seed)]
+        baseline = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if baseline.stdout.readline() != "ready\n":  # corpus built, patterns compiled
+            raise SystemExit(f"the baseline in {args.baseline} did not start (see its error above)")
+    ours, theirs = [], []
+    try:
+        for _ in range(args.repeat):
+            ours.append(timing_round(jobs))
+            if baseline is not None:
+                baseline.stdin.write("round\n")
+                baseline.stdin.flush()
+                theirs.append(json.loads(baseline.stdout.readline()))
+    finally:
+        if baseline is not None:
+            baseline.stdin.close()
+            baseline.wait(timeout=60)
+    return rates(jobs, ours), (rates(jobs, theirs) if theirs else None)
+
+
+def serve_rounds(texts: list[str]) -> None:
+    """The baseline side of --baseline: one timing round per line read from stdin, as JSON on stdout."""
+    jobs = timing_jobs(texts)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(timing_round(jobs)), flush=True)
+
+
+def _prose_with_pii(prose: str, texts: list[str]) -> str:
     """Prose with one labelled-corpus document (1-5 sentences, ~2 entities) every ~2,000 characters."""
-    if not prose.exists():
-        return None
-    lines = prose.read_text().split("\n")
     rng = random.Random(1)
     parts, size = [], 0
-    for i, line in enumerate(lines):
+    for line in prose.split("\n"):
         parts.append(line)
         size += len(line) + 1
         if size > 2000:
             parts.append(rng.choice(texts))
             size = 0
-    text = "\n".join(parts)
-    started = time.perf_counter()
-    scanner.scan(text)
-    return len(text.encode()) / 1e6 / (time.perf_counter() - started)
+    return "\n".join(parts)
 
 
 PRESIDIO_SCRIPT = r"""
@@ -248,7 +307,7 @@ def run_presidio(python: str, corpus) -> dict:
         data.write_text(json.dumps([t for t, _ in corpus]))
         script = Path(tmp) / "presidio_run.py"
         script.write_text(PRESIDIO_SCRIPT)
-        done = subprocess.run([python, str(script), str(data)], capture_output=True, text=True, timeout=3000)
+        done = subprocess.run([python, str(script), str(data)], capture_output=True, text=True, timeout=3000, check=False)
     if done.returncode:
         return {"error": done.stderr[-2000:]}
     result = json.loads(done.stdout.splitlines()[-1])
@@ -268,11 +327,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=5, help="timings are the best of this many runs")
+    parser.add_argument("--baseline", help="a directory holding another gensdk_privacy package to time side by side")
     parser.add_argument("--presidio", help="python of a venv with presidio-analyzer installed")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--policies", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-rounds", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     corpus, stats = make_corpus(args.docs, args.seed)
-    results = {"documents": len(corpus), "entities": sum(len(l) for _, l in corpus), **stats, "gensdk": run_ours(corpus, args.seed)}
+    texts = [t for t, _ in corpus]
+    if args.serve_rounds:
+        serve_rounds(texts)
+        return
+    results = {"documents": len(corpus), "entities": sum(len(l) for _, l in corpus), **stats,
+               "gensdk": run_ours(corpus, args.seed)}
+    results["gensdk"]["throughput"], baseline = run_timings(texts, args)
+    if baseline is not None:
+        results["baseline"] = {"directory": args.baseline, "throughput": baseline}
     if args.presidio:
         results["presidio"] = run_presidio(args.presidio, corpus)
     if args.json:
@@ -283,7 +354,7 @@ def main() -> None:
 
 def _print(results: dict) -> None:
     ours = results["gensdk"]
-    print(f"{results['documents']} documents, {results['entities']} entities, {ours['megabytes']:.2f} MB "
+    print(f"{results['documents']} documents, {results['entities']} entities, {ours['throughput']['one_text']['megabytes']:.2f} MB "
           f"(Faker phone numbers invalid for their region, left out: {results['phones_invalid_skipped']} of {results['phones_generated']})")
     theirs = results.get("presidio", {}).get("scores", {})
     print(f"{'type':<12} {'P':>7} {'R':>7} {'P strm':>7} {'R strm':>7} {'n':>6}" + ("  presidio P / R" if theirs else ""))
@@ -293,13 +364,17 @@ def _print(results: dict) -> None:
         if kind in theirs:
             line += f"  {theirs[kind]['precision']:.4f} / {theirs[kind]['recall']:.4f}"
         print(line)
-    print(f"throughput on the labelled corpus (~1 entity / 100 bytes): {ours['mb_per_s_per_document']:.2f} MB/s per document, "
-          f"{ours['mb_per_s_one_text']:.2f} MB/s as one text")
-    print(f"throughput on TinyShakespeare: {ours['mb_per_s_tinyshakespeare'] or 0:.1f} MB/s; with a corpus document every "
-          f"~2,000 characters: {ours['mb_per_s_prose_with_pii'] or 0:.1f} MB/s")
+    base_tp = results.get("baseline", {}).get("throughput", {})
+    print(f"\nthroughput, MB/s, best of the runs  {'wall':>7} {'cpu':>7}" + ("   baseline wall / cpu   speed-up (cpu)" if base_tp else ""))
+    for name, t in ours["throughput"].items():
+        line = f"  {name:<33} {t['wall']:7.2f} {t['cpu']:7.2f}"
+        if name in base_tp:
+            b = base_tp[name]
+            line += f"   {b['wall']:7.2f} / {b['cpu']:7.2f}   {t['cpu'] / b['cpu']:5.1f}x"
+        print(line)
     if "presidio" in results:
         p = results["presidio"]
-        print("presidio:", p.get("error") or f"{p['mb_per_s_per_document']:.2f} MB/s per document")
+        print("presidio:", p.get("error") or f"{p['mb_per_s_per_document']:.2f} MB/s per document (wall)")
 
 
 if __name__ == "__main__":

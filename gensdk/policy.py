@@ -66,6 +66,10 @@ class Policy:
     version: ClassVar[str] = "0"
     modalities: ClassVar[frozenset[str]] = frozenset(MODALITIES)
     Options: ClassVar[type[PolicyOptions]] = PolicyOptions
+    # The longest span of text this policy must see whole to recognise it (a PII value with its left
+    # context, a quoted passage). A stream holds back at least this many characters, so nothing the policy
+    # would change is released before it can see all of it.
+    lookback_chars: int = 0
 
     def __init__(
         self,

@@ -20,8 +20,11 @@ How text is released. The family yields raw chunks (`family.stream(request, cont
 At the end the full pipeline runs on the complete text exactly as in `Engine.generate` (its findings are the
 audit record's), the record is committed, and only then is the held-back tail released.
 
-Latency: the client sees each character `lookback` characters after the model wrote it (with the default
-of 64, about 16 tokens of English), plus one pass of the output policies per release. Text the client has
+The look-back is the largest of 64 characters and every enabled policy's `lookback_chars` (the PII policy
+needs 280: the longest entity with its left context).
+
+Latency: the client sees each character `lookback` characters after the model wrote it (64 characters are
+about 16 tokens of English), plus one pass of the output policies per release. Text the client has
 already received can no longer be changed, so a transform that rewrites text further back than `lookback`
 (a non-local policy) ends the stream with a GenerationError and an audit record saying so, rather than
 letting the released text and the audited text differ silently. If the client stops reading, the generation
@@ -126,7 +129,18 @@ def stream(engine: Engine, model: ModelFamily | str | Path, request: Request | M
     units = len(run.request.prompts or run.request.messages or [None])
     if units != 1 or run.request.n != 1:
         raise RequestError("streaming generates one completion: give one prompt (or one conversation) and n=1")
-    return TextStream(engine, run, ReleaseBuffer(DEFAULT_LOOKBACK if lookback is None else lookback))
+    return TextStream(engine, run, ReleaseBuffer(_lookback(engine, run, lookback)))
+
+
+def _lookback(engine: Engine, run: _Run, asked: int | None) -> int:
+    """At least what every taking-part policy needs to see whole (`Policy.lookback_chars`): a smaller
+    look-back could release the first half of an e-mail address before the PII policy can recognise it."""
+    needed = max([0, *(p.lookback_chars for p in engine.policies
+                       if run.outcomes[p.id].status not in ("disabled", "not_applicable"))])
+    if asked is not None and asked < needed:
+        raise ConfigError(f"a streaming look-back of {asked} characters is shorter than the {needed} the "
+                          "enabled policies need to see whole")
+    return max(DEFAULT_LOOKBACK if asked is None else asked, needed)
 
 
 def _released(engine: Engine, run: _Run, buffer: ReleaseBuffer, sink: TextStream) -> Iterator[str]:

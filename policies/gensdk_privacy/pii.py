@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -24,7 +24,7 @@ from gensdk import Finding, Policy, PolicyOptions, hookimpl
 from gensdk.errors import ConfigError, DataError
 from gensdk.outputs import Output, TextOutput
 from gensdk.request import GenerationContext, Request
-from gensdk_privacy.detectors import ENTITY_TYPES, MAX_ENTITY_CHARS, NAME_LOCALES, build_detectors
+from gensdk_privacy.detectors import ENTITY_TYPES, MAX_ENTITY_CHARS, NAME_LOCALES, build_finder
 
 __all__ = ["Entity", "PIIPolicy", "PIIScanner", "StreamingPIIScanner", "apply_actions", "check_text", "load_hash_key"]
 
@@ -33,28 +33,25 @@ Action = Literal["redact", "mask", "hash", "block"]
 
 # A window this long is scanned at a time; entities crossing windows are found in the overlap.
 WINDOW_CHARS = 1 << 20
-# Characters of already-released text a stream scanner keeps as left context (look-behind assertions).
-LEFT_CONTEXT = 8
+# Characters of already-released text a stream scanner keeps as left context: the look-behind assertions, and
+# the 24 characters before a name where a street word ("Calle ", "rue de ") makes it an address.
+LEFT_CONTEXT = 24
 # Per output, findings past this many are summarised in one finding with counts per type.
 MAX_FINDINGS_PER_OUTPUT = 100
 MIN_KEY_BYTES = 16
-# Entity types made of digits (an IBAN's check digits included): searched only near runs of digits.
-DIGIT_TYPES = frozenset({"IBAN", "CREDIT_CARD", "US_SSN", "IPV4", "PHONE"})
-_DIGIT_RUN = re.compile(r"\d[\d \-.()/]*", re.ASCII)
-# Characters kept either side of a digit run: an IBAN's country code and the letter groups of its account
-# part, a phone number's "+" and "ext. ", and the look-around context of the patterns.
-REGION_MARGIN = 12
 
 
-@dataclass(frozen=True)
-class Entity:
+class Entity(NamedTuple):
     type: str
     start: int
     end: int
 
 
+_as_entity = tuple.__new__  # Entity from a (type, start, end) tuple without a Python-level call
+
+
 class PIIScanner:
-    """Runs the detectors of the chosen entity types and resolves overlaps (earlier types win)."""
+    """Finds the chosen entity types (see `detectors`); overlaps are resolved, earlier types win."""
 
     lookback_chars = MAX_ENTITY_CHARS + LEFT_CONTEXT
 
@@ -63,81 +60,21 @@ class PIIScanner:
         unknown = set(entities) - set(ENTITY_TYPES)
         if unknown:
             raise ConfigError(f"unknown PII entity types {sorted(unknown)}; known: {', '.join(ENTITY_TYPES)}")
-        self.detectors = build_detectors(entities, phone_regions, phone_leniency, name_locales)
+        self.finder = build_finder(entities, phone_regions, phone_leniency, name_locales)
 
     def scan(self, text: str) -> list[Entity]:
         """Entities in `text`, sorted by start, non-overlapping."""
         if len(text) <= WINDOW_CHARS:
-            return self._scan_window(text)
+            return [_as_entity(Entity, found) for found in self.finder.find(text)]
         found: list[Entity] = []
         step = WINDOW_CHARS - self.lookback_chars
         for start in range(0, len(text), step):
             context = min(start, self.lookback_chars)  # left context: no entity is found half-way in
-            for entity in self._scan_window(text[start - context : start + WINDOW_CHARS]):
+            for kind, a, b in self.finder.find(text[start - context : start + WINDOW_CHARS]):
                 # keep what starts in this window's own stretch: it ends before the window does
-                if context <= entity.start < context + step:
-                    found.append(Entity(entity.type, entity.start + start - context, entity.end + start - context))
+                if context <= a < context + step:
+                    found.append(Entity(kind, a + start - context, b + start - context))
         return found
-
-    def _scan_window(self, text: str) -> list[Entity]:
-        taken: list[Entity] = []
-        occupied = _Intervals()
-        regions = _digit_regions(text) if DIGIT_TYPES & set(self.detectors) else []
-        for kind, detect in self.detectors.items():
-            if kind == "PHONE":  # the costly validator: skip candidates inside entities found already
-                spans = _in_regions(detect, regions, occupied)
-            else:
-                spans = _in_regions(detect, regions) if kind in DIGIT_TYPES else detect(text)
-            for start, end in spans:
-                if not occupied.overlaps(start, end):
-                    occupied.add(start, end)
-                    taken.append(Entity(kind, start, end))
-        taken.sort(key=lambda e: e.start)
-        return taken
-
-
-def _digit_regions(text: str) -> list[tuple[int, str]]:
-    """(offset, slice) around each run of digits, merged where they are close. Every entity of a digit type
-    lies in one: most text has few digits, so these detectors run on a small part of it."""
-    regions: list[list[int]] = []
-    for m in _DIGIT_RUN.finditer(text):
-        a, b = max(0, m.start() - REGION_MARGIN), m.end() + REGION_MARGIN
-        if regions and a <= regions[-1][1]:
-            regions[-1][1] = b
-        else:
-            regions.append([a, b])
-    if len(regions) * REGION_MARGIN * 4 > len(text):  # digit-dense text: one pass over it all is cheaper
-        return [(0, text)]
-    return [(a, text[a:b]) for a, b in regions]
-
-
-def _in_regions(detect: Any, regions: list[tuple[int, str]], occupied: _Intervals | None = None) -> Iterator[tuple[int, int]]:
-    for offset, piece in regions:
-        found = detect(piece) if occupied is None else detect(piece, lambda a, b: occupied.overlaps(a + offset, b + offset))
-        for start, end in found:
-            yield start + offset, end + offset
-
-
-class _Intervals:
-    """Taken spans; few per window, so a sorted list with bisect is plenty."""
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-
-    def overlaps(self, start: int, end: int) -> bool:
-        import bisect
-
-        i = bisect.bisect_left(self.starts, end)
-        return i > 0 and self.ends[i - 1] > start
-
-    def add(self, start: int, end: int) -> None:
-        import bisect
-
-        i = bisect.bisect_left(self.starts, start)
-        self.starts.insert(i, start)
-        self.ends.insert(i, end)
-        # keep ends monotone for the overlap test: spans never overlap, so sorting by start sorts ends too
 
 
 # -- actions --------------------------------------------------------------------------------------------------

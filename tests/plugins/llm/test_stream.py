@@ -220,3 +220,32 @@ def test_llm_stream_blocks_a_processor_it_cannot_apply(tiny_lm: LLMFamily, tmp_p
         with pytest.raises(OutputBlocked):
             next(stream)
     assert "did not apply processor" in stream.result.outcomes[0].error
+
+
+class RedactLongTokens(Policy):
+    """Redacts 90-character tokens: longer than the default look-back, so it declares what it needs."""
+
+    id = "redact-long"
+    version = "1"
+    modalities = frozenset({"text"})
+    lookback_chars = 100
+    TOKEN = re.compile(r"TOKEN[a-z]{85}")
+
+    @hookimpl
+    def transform_output(self, outputs: list[Any], context: Any) -> None:
+        for output in outputs:
+            output.text = self.TOKEN.sub("[TOKEN]", output.text)
+
+
+def test_the_stream_holds_back_what_the_longest_policy_needs(tmp_path: Path) -> None:
+    token = "TOKEN" + "q" * 85
+    chunks = ["Here it is: " + token[:70], token[70:] + " done.", " And then plenty more ordinary words follow. " * 4]
+    with _engine(tmp_path, RedactLongTokens()) as engine:
+        received = list(engine.stream(ScriptedStream(chunks), prompts=["p"], seed=1))
+    assert "TOKENq" not in "".join(received) and "[TOKEN]" in "".join(received)
+
+
+def test_a_look_back_shorter_than_a_policy_needs_is_refused(tmp_path: Path) -> None:
+    with _engine(tmp_path, RedactLongTokens()) as engine:
+        with pytest.raises(ConfigError, match="shorter than the 100"):
+            engine.stream(ScriptedStream(["x"]), prompts=["p"], seed=1, lookback=64)
