@@ -264,13 +264,22 @@ class ConditionSampler:
     as often as a log-flattened share of the batch: the cure for a generator that ignores them (mode
     collapse). For unconditional generation, c is drawn by its true frequency so the output keeps the
     training distribution.
+
+    `focus=(column, share)` (a GAN with a declared target): in training, `share` of the conditional vectors ask
+    for a category of that column instead of a uniformly chosen column's; for unconditional generation every
+    row is drawn label first: the column's category by its true frequency, then the row given it. The model
+    then learns each label's rows, the relation a classifier trained on synthetic rows depends on, as the
+    first thing rather than one column in many; and the label's share comes out exact.
     """
 
-    def __init__(self, transform: TableTransform, x: np.ndarray | None = None):
+    def __init__(self, transform: TableTransform, x: np.ndarray | None = None, focus: tuple[str, float] | None = None):
         self.columns = [(c, transform.span_of(c.name)) for c in transform.codecs if not c.numeric]
         self.offsets = np.cumsum([0] + [span.width for _, span in self.columns])
         self.width = int(self.offsets[-1])
         self.rows_by_category: list[list[np.ndarray]] = []
+        names = [c.name for c, _ in self.columns]
+        # (index among the categorical columns, share); a numeric or absent focus column is no focus
+        self.focus = (names.index(focus[0]), focus[1]) if focus and focus[0] in names and focus[1] > 0 else None
         if x is not None:
             self.fit(x)
 
@@ -293,7 +302,7 @@ class ConditionSampler:
 
     def sample_train(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cond vectors, the chosen one-hot entry of each, indices of real rows having that category)."""
-        column = rng.integers(len(self.columns), size=batch)
+        column = self._columns(batch, rng)
         cond = np.zeros((batch, self.width), np.float32)
         entry = np.empty(batch, np.int64)
         rows = np.empty(batch, np.int64)
@@ -308,6 +317,45 @@ class ConditionSampler:
         cond[np.arange(batch), entry] = 1.0
         return cond, entry, rows
 
+    def _columns(self, batch: int, rng: np.random.Generator) -> np.ndarray:
+        """The categorical column each conditional vector asks about: uniformly, or the focus column's share."""
+        column = rng.integers(len(self.columns), size=batch)
+        if self.focus is not None:
+            column[rng.random(batch) < self.focus[1]] = self.focus[0]
+        return column
+
+    def sample_frequency(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(cond vectors, chosen entries): a column uniformly, a category by its frequency, no rows picked.
+        What differentially private training conditions generated rows on: a function of the category
+        frequencies alone, never of the rows in a batch."""
+        cond = np.zeros((batch, self.width), np.float32)
+        entry = np.zeros(batch, np.int64)
+        if not self.columns:
+            return cond, entry
+        column = self._columns(batch, rng)
+        for j in np.unique(column):
+            chosen = np.flatnonzero(column == j)
+            probs = np.asarray(self.frequency[j], dtype=np.float64)
+            entry[chosen] = self.offsets[j] + rng.choice(len(probs), size=len(chosen), p=probs / probs.sum())
+        cond[np.arange(batch), entry] = 1.0
+        return cond, entry
+
+    def from_rows(self, rows: Any, rng: np.random.Generator) -> Any:
+        """Cond vectors of encoded rows (torch): each row's own category in a uniformly chosen categorical
+        column. Training-by-sampling picks rows *for* a category, which Poisson sampling (DP) forbids; this
+        asks, of rows sampled without regard to category, for what they are, which has the distribution of
+        `sample_frequency`."""
+        import torch
+
+        cond = torch.zeros(len(rows), self.width, device=rows.device)
+        if not self.columns or not len(rows):
+            return cond
+        entries = torch.stack([rows[:, span.start : span.stop].argmax(1) + int(self.offsets[j])
+                               for j, (_, span) in enumerate(self.columns)], dim=1)
+        column = torch.as_tensor(self._columns(len(rows), rng), device=rows.device)
+        cond[torch.arange(len(rows), device=rows.device), entries.gather(1, column[:, None]).squeeze(1)] = 1.0
+        return cond
+
     def sample_original(self, batch: int, gen: Any) -> Any:
         """Cond vectors for unconditional generation (torch, from the request's generator)."""
         import torch
@@ -315,7 +363,10 @@ class ConditionSampler:
         cond = torch.zeros(batch, self.width)
         if not self.columns:
             return cond
-        column = torch.randint(len(self.columns), (batch,), generator=gen)
+        if self.focus is not None:
+            column = torch.full((batch,), self.focus[0])
+        else:
+            column = torch.randint(len(self.columns), (batch,), generator=gen)
         for j in range(len(self.columns)):
             chosen = torch.nonzero(column == j).flatten()
             if len(chosen):
@@ -487,6 +538,10 @@ class NeuralTableFamily(ModelFamily):
     def _after_training(self, x: Any) -> None:
         """Anything computed from the trained network and the encoded training rows (VAE: latent statistics)."""
 
+    def _condition_focus(self) -> tuple[str, float] | None:
+        """(column, share) the conditional vector favours (see ConditionSampler), or None: CTGAN's uniform choice."""
+        return None
+
     # -- training -------------------------------------------------------------------------------------------
 
     def fit(self, data: Any, progress: Progress | None = None) -> NeuralTableFamily:
@@ -505,7 +560,7 @@ class NeuralTableFamily(ModelFamily):
         rng = np.random.default_rng(opts.seed)
         x = self.transform.encode(train, rng)
         x_hold = self.transform.encode(holdout, rng) if holdout is not None else x[rng.choice(len(x), min(len(x), 2000), replace=False)]
-        self.cond = ConditionSampler(self.transform, x)
+        self.cond = ConditionSampler(self.transform, x, focus=self._condition_focus())
         self.device = resolve_device(opts.device)
         self._optims = None
         with torch.random.fork_rng(devices=[]):  # seeding must not reach into the caller's global RNG
@@ -633,7 +688,7 @@ class NeuralTableFamily(ModelFamily):
         except (ConfigError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{path / MANIFEST_NAME} is corrupted: {exc}") from None
         model.metadata = manifest.get("training", {})
-        model.cond = ConditionSampler(model.transform)
+        model.cond = ConditionSampler(model.transform, focus=model._condition_focus())
         tensors = read_weights(path / WEIGHTS_NAME)
         if "cond_frequency" not in tensors or len(tensors["cond_frequency"]) != model.cond.width:
             raise ModelLoadError(f"weights file {path / WEIGHTS_NAME} lacks the category frequencies of its schema")
@@ -667,8 +722,10 @@ def read_weights(path: Path) -> dict[str, Any]:
 
 
 def load_state(module: Any, tensors: dict[str, Any], path: Path) -> Any:
-    """Load `net.*` tensors into a freshly built module; a missing, extra or misshapen tensor names itself."""
-    state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+    """Load `net.*` tensors into a freshly built module; a missing, extra or misshapen tensor names itself. A
+    module that moved a tensor since an older version maps the old name to the new in `renamed_tensors`."""
+    renamed = getattr(module, "renamed_tensors", {})
+    state = {renamed.get(k[len("net."):], k[len("net."):]): v for k, v in tensors.items() if k.startswith("net.")}
     expected = module.state_dict()
     if set(state) != set(expected):
         raise ModelLoadError(f"weights file {path} does not match the network: missing {sorted(set(expected) - set(state))[:5]}, "

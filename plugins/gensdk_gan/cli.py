@@ -26,10 +26,14 @@ def training_options(command: Any) -> Any:
         click.option("--time-budget", "time_budget_s", type=float, default=None, help="Stop after this many seconds."),
         click.option("--seed", default=0, show_default=True, help="Seed of initialisation and batch order."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--target", default=None, help="Tables: the prediction target column (augment balances it)."),
+        click.option("--target", default=None, help="Tables: the prediction target column (gan-table learns rows label first; augment balances it)."),
         click.option("--sensitive", multiple=True, help="Tables: a sensitive attribute column (repeat)."),
         click.option("--license", "license_", default=None, help="Licence of the training data, kept with the model."),
         click.option("--data-source", default=None, help="Where the training data came from, kept with the model."),
+        click.option("--dp-epsilon", type=float, default=None,
+                     help="Train with differential privacy (DP-SGD, Opacus) spending at most this ε; needs gensdk[dp]."),
+        click.option("--dp-delta", type=float, default=None, help="δ of the DP guarantee (default: 1e-5, or 0.1/rows if smaller)."),
+        click.option("--dp-max-grad-norm", type=float, default=None, help="DP: per-row gradient clipping bound (default 1.0)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -63,6 +67,9 @@ def train_and_report(family: Any, data: str, out: Path) -> None:
         summary += f"; category coverage {meta['coverage']['mean_coverage']:.1%}"
         if worst and worst[1]["coverage"] < 1:
             summary += f" (lowest: {worst[0]!r} {worst[1]['covered']}/{worst[1]['categories']})"
+    if "differential_privacy" in meta:
+        dp = meta["differential_privacy"]
+        summary += f"; differentially private: ε = {dp['epsilon']:.4g} spent (target {dp['target_epsilon']:g}), δ = {dp['delta']:.3g}"
     if "class_share" in meta:
         summary += (f"; smallest class share {meta['min_class_share']:.1%} of unconditional samples, "
                     f"conditional agreement {meta['conditional_agreement']:.1%}")

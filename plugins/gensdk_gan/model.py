@@ -11,6 +11,14 @@ mode collapse on tables:
 * *WGAN-GP* (Gulrajani et al. 2017): a critic with a gradient penalty gives useful gradients even when the
   real and generated distributions barely overlap, where the original GAN loss saturates.
 
+and, when the table declares a categorical `target`, an *auxiliary classifier* (CTAB-GAN, Zhao et al. 2021): a
+classifier of the target from the other columns, trained on real rows, whose cross-entropy on generated rows
+joins the generator's loss. The critic judges whole rows and gives the label-versus-features relation no more
+weight than any other; a model trained on synthetic rows lives or dies by exactly that relation.
+
+Under differential privacy (gensdk_gan.dp) the critic is trained with per-row clipped gradients, which rules out
+the gradient penalty and packing: `TableCritic` is then used with `pac=1` and the logistic GAN loss.
+
 Images (Radford et al. 2016, DCGAN; Mirza & Osindero 2014, conditional GAN): transposed convolutions up from a
 projected noise vector, strided convolutions down in the critic, the class label given to both (as a one-hot
 appended to the noise, as one-hot planes appended to the image channels).
@@ -19,7 +27,8 @@ appended to the noise, as one-hot planes appended to the image channels).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import math
+from typing import Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -76,6 +85,27 @@ class TableCritic(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         return self.net(rows.reshape(-1, self.pac * rows.shape[1]))
+
+
+class TargetClassifier(nn.Module):
+    """Encoded row with the target's one-hot block left out -> logits of the target's categories."""
+
+    def __init__(self, row_dim: int, target: Span, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.start, self.stop = target.start, target.stop
+        layers: list[nn.Module] = []
+        width = row_dim - target.width
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2), nn.Dropout(0.5)]
+            width = h
+        layers.append(nn.Linear(width, target.width))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([rows[:, : self.start], rows[:, self.stop :]], dim=1))
+
+    def labels(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows[:, self.start : self.stop].argmax(dim=1)
 
 
 @contextlib.contextmanager
@@ -154,13 +184,19 @@ class ImageGenerator(nn.Module):
 
 
 class ImageCritic(nn.Module):
-    """(image, one-hot class) -> logit "real and of this class"; the class enters as constant planes."""
+    """(image, one-hot class) -> logit "real and of this class"; the class enters as constant planes.
 
-    def __init__(self, n_classes: int, channels: int, height: int, width: int, base: int = 64):
+    `norm="group"` for DP training: BatchNorm mixes the rows of a batch, so one image's gradient would depend
+    on the others and could not be clipped on its own; GroupNorm normalises each image by itself."""
+
+    def __init__(self, n_classes: int, channels: int, height: int, width: int, base: int = 64,
+                 norm: Literal["batch", "group"] = "batch"):
         super().__init__()
+        wide = 2 * base
         self.down = nn.Sequential(
             nn.Conv2d(channels + n_classes, base, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(base, 2 * base, 4, 2, 1), nn.BatchNorm2d(2 * base), nn.LeakyReLU(0.2),
+            nn.Conv2d(base, wide, 4, 2, 1),
+            nn.BatchNorm2d(wide) if norm == "batch" else nn.GroupNorm(math.gcd(8, wide), wide), nn.LeakyReLU(0.2),
         )
         self.out = nn.Linear(2 * base * (height // 4) * (width // 4), 1)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gensdk.errors import DataError, RequestError
 from gensdk.outputs import Output, TableOutput
@@ -21,6 +21,7 @@ from gensdk.request import GenerationContext, Request
 from gensdk.images import ImageData, NeuralImageFamily, NeuralImageOptions, as_image_data
 from gensdk.tabular import read_table
 from gensdk.tabular_transform import NeuralTableFamily, NeuralTableOptions
+from gensdk_gan.dp import PrivacyOptions, PrivateFamily
 
 __all__ = ["ImageVAEFamily", "ImageVAEOptions", "TableVAEFamily", "TableVAEOptions"]
 
@@ -28,11 +29,14 @@ __all__ = ["ImageVAEFamily", "ImageVAEOptions", "TableVAEFamily", "TableVAEOptio
 SCORE_SAMPLES = 8
 # Rounds of (encode, decode, fill in the missing cells) in imputation; the fill settles within a few.
 IMPUTE_ROUNDS = 10
+# Under DP, the width of the Gaussian around each tanh scalar is fixed at this (see _train_epoch_private):
+# on Adult at ε = 3, ML efficacy 0.79 AUC with 0.3 against 0.48 with 0.1 (TVAE's starting value).
+DP_NOISE_WIDTH = 0.3
 
 
-class TableVAEOptions(NeuralTableOptions):
-    latent_dim: int = Field(128, ge=1, le=4096)
-    hidden_dims: list[int] = Field(default_factory=lambda: [128, 128])
+class TableVAEOptions(NeuralTableOptions, PrivacyOptions):
+    latent_dim: int = Field(128, ge=1, le=4096)  # 16 under DP unless given (see _dp_defaults)
+    hidden_dims: list[int] = Field(default_factory=lambda: [128, 128])  # [64] under DP unless given
     # Weight of the KL term. 0.5 matches TVAE's reconstruction weight of 2; below 1 favours fidelity.
     beta: float = Field(0.5, gt=0, le=100)
     learning_rate: float = Field(1e-3, gt=0, le=1)
@@ -41,6 +45,16 @@ class TableVAEOptions(NeuralTableOptions):
     # (the decoder must still reconstruct them): it teaches the model to predict a missing cell from the rest
     # of the row, which is what imputation asks of it. Generation is unaffected: targets are unchanged.
     mask_rate: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dp_defaults(cls, data: Any) -> Any:
+        """Under DP, a smaller network unless sizes are given: DP-SGD adds the same noise to every parameter,
+        so the noise grows with their number while the clipped signal does not. On Adult at ε = 3 (10 epochs)
+        ML efficacy went from 0.39 to 0.79 AUC with [64] and a 16-dimensional latent space."""
+        if isinstance(data, dict) and data.get("dp_epsilon") is not None:
+            return {"latent_dim": 16, "hidden_dims": [64], **data}
+        return data
 
 
 class TableVAEParams(BaseModel):
@@ -53,7 +67,7 @@ class TableVAEParams(BaseModel):
     impute: list[dict[str, Any]] | None = None
 
 
-class TableVAEFamily(NeuralTableFamily):
+class TableVAEFamily(PrivateFamily, NeuralTableFamily):
     id: ClassVar[str] = "vae-table"
     version: ClassVar[str] = "1"
     Options: ClassVar[type[TableVAEOptions]] = TableVAEOptions
@@ -93,18 +107,19 @@ class TableVAEFamily(NeuralTableFamily):
     def _train_epoch(self, x: Any, rng: np.random.Generator) -> dict[str, float]:
         import torch
 
-        from gensdk_vae.model import kl_divergence, reparameterise, table_nll
+        from gensdk_vae.model import kl_divergence, table_nll
 
         opts, net = self.options, self.net
+        if opts.dp_epsilon is not None:
+            return self._train_epoch_private(x, rng)
         if getattr(self, "_optims", None) is None:
             self._optims = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)
         order = torch.as_tensor(rng.permutation(len(x)), device=x.device)
         total_nll = total_kl = 0.0
         for start in range(0, len(x), opts.batch_size):
             batch = x[order[start : start + opts.batch_size]]
-            mu, logvar = net.encode(self._hide_cells(batch, rng) if opts.mask_rate else batch)
-            raw = net.decode(reparameterise(mu, logvar))
-            nll = table_nll(raw, batch, net.sigma, self.transform.spans).mean()
+            raw, mu, logvar, sigma = net(self._shown(batch, rng), torch.randn(len(batch), opts.latent_dim, device=x.device))
+            nll = table_nll(raw, batch, sigma, self.transform.spans).mean()
             kl = kl_divergence(mu, logvar).mean()
             loss = nll + opts.beta * kl
             self._optims.zero_grad(set_to_none=True)
@@ -113,6 +128,39 @@ class TableVAEFamily(NeuralTableFamily):
             net.clamp_sigma()
             total_nll, total_kl = total_nll + nll.item() * len(batch), total_kl + kl.item() * len(batch)
         return {"reconstruction": total_nll / len(x), "kl": total_kl / len(x)}
+
+    def _train_epoch_private(self, x: Any, rng: np.random.Generator) -> dict[str, float]:
+        """DP-SGD on the whole VAE (gensdk_gan.dp): Poisson-sampled rows, each row's negative ELBO clipped."""
+        import torch
+
+        from gensdk_gan.dp import PrivateTraining
+        from gensdk_vae.model import TableVAELoss
+
+        opts, net = self.options, self.net
+        if self._private is None:
+            # A learned width's gradient grows as 1/sigma^3 on rows far from their reconstruction: it dominated
+            # every row's gradient norm (99th percentile 250,000 against a median of 500) and left the rest of
+            # the network a sliver of each clipped gradient (ML efficacy 0.63 without any noise). Fixed, wide
+            # enough that the categorical columns' cross-entropies weigh as much as the numbers.
+            net.width.sigma.requires_grad_(False)
+            with torch.no_grad():
+                net.width.sigma.fill_(DP_NOISE_WIDTH)
+            optim = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=opts.learning_rate,
+                                     weight_decay=opts.weight_decay)
+            self._private = PrivateTraining(net, optim, TableVAELoss(self.transform.spans, opts.beta), rows=len(x),
+                                            batch_size=opts.batch_size, epochs=opts.epochs, options=opts)
+        private, total, seen = self._private, 0.0, 0
+        for rows in private.batches():
+            batch = x[rows.to(x.device)]
+            outputs = net(self._shown(batch, rng), torch.randn(len(batch), opts.latent_dim, device=x.device))
+            total += private.step(private.criterion(outputs, batch)) * len(batch)
+            seen += len(batch)
+            net.clamp_sigma()
+        return {"loss": total / max(seen, 1)}
+
+    def _shown(self, batch: Any, rng: np.random.Generator) -> Any:
+        """What the encoder sees: the batch, with cells hidden where the columns can be missing."""
+        return self._hide_cells(batch, rng) if self.options.mask_rate else batch
 
     def _hide_cells(self, batch: Any, rng: np.random.Generator) -> Any:
         """A copy of the batch with a random `mask_rate` of the cells of columns that can be missing set to
@@ -142,11 +190,15 @@ class TableVAEFamily(NeuralTableFamily):
             return float((nll + self.options.beta * kl_divergence(mu, logvar)).mean())
 
     def _after_training(self, x: Any) -> None:
-        """Latent mean and spread of the training rows of each category (see TableVAE.cond_mean)."""
+        """Latent mean and spread of the training rows of each category (see TableVAE.cond_mean). Not under
+        DP: they are averages of the training rows' codes, outside the accountant; a conditioned request to a
+        DP model samples the prior and keeps the rows that meet the conditions."""
         import torch
 
         from gensdk_vae.model import reparameterise
 
+        if self.options.dp_epsilon is not None:
+            return
         with torch.no_grad():
             mu, logvar = self.net.encode(x)
             z = reparameterise(mu, logvar)
@@ -302,14 +354,14 @@ class TableVAEFamily(NeuralTableFamily):
         return out
 
 
-class ImageVAEOptions(NeuralImageOptions):
+class ImageVAEOptions(NeuralImageOptions, PrivacyOptions):
     latent_dim: int = Field(16, ge=1, le=4096)
     width: int = Field(32, ge=4, le=1024)
     beta: float = Field(1.0, gt=0, le=100)
     epochs: int = Field(100, ge=1, le=100_000)
 
 
-class ImageVAEFamily(NeuralImageFamily):
+class ImageVAEFamily(PrivateFamily, NeuralImageFamily):
     id: ClassVar[str] = "vae-image"
     version: ClassVar[str] = "1"
     Options: ClassVar[type[ImageVAEOptions]] = ImageVAEOptions
@@ -323,27 +375,51 @@ class ImageVAEFamily(NeuralImageFamily):
     def _train_epoch(self, images: Any, onehot: Any, gen: Any) -> dict[str, float]:
         import torch
 
-        from gensdk_vae.model import image_nll, kl_divergence, reparameterise
+        from gensdk_vae.model import ImageVAELoss
 
         opts, net = self.options, self.net
+        if opts.dp_epsilon is not None:
+            return self._train_epoch_private(images, onehot)
         if getattr(self, "_optims", None) is None:
             self._optims = torch.optim.Adam(net.parameters(), lr=opts.learning_rate)
+        criterion = ImageVAELoss(opts.beta)
         order = torch.randperm(len(images), generator=gen).to(images.device)
         total = 0.0
         for start in range(0, len(images), opts.batch_size):
             idx = order[start : start + opts.batch_size]
-            mu, logvar = net.encode(images[idx], onehot[idx])
-            nll = image_nll(net.decode(reparameterise(mu, logvar), onehot[idx]), images[idx])
-            loss = (nll + opts.beta * kl_divergence(mu, logvar)).mean()
+            loss = criterion(net(images[idx], onehot[idx], self._latent_noise(len(idx), images.device)), images[idx])
             self._optims.zero_grad(set_to_none=True)
             loss.backward()
             self._optims.step()
             total += loss.item() * len(idx)
         return {"loss": total / len(images)}
 
-    def _validation_loss(self, data: Any) -> float:
+    def _train_epoch_private(self, images: Any, onehot: Any) -> dict[str, float]:
+        """DP-SGD on the whole VAE (gensdk_gan.dp): Poisson-sampled images, each one's negative ELBO clipped."""
         import torch
 
+        from gensdk_gan.dp import PrivateTraining
+        from gensdk_vae.model import ImageVAELoss
+
+        opts, net = self.options, self.net
+        if self._private is None:
+            self._private = PrivateTraining(net, torch.optim.Adam(net.parameters(), lr=opts.learning_rate),
+                                            ImageVAELoss(opts.beta), rows=len(images), batch_size=opts.batch_size,
+                                            epochs=opts.epochs, options=opts)
+        private, total, seen = self._private, 0.0, 0
+        for rows in private.batches():
+            rows = rows.to(images.device)
+            outputs = net(images[rows], onehot[rows], self._latent_noise(len(rows), images.device))
+            total += private.step(private.criterion(outputs, images[rows])) * len(rows)
+            seen += len(rows)
+        return {"loss": total / max(seen, 1)}
+
+    def _latent_noise(self, n: int, device: Any) -> Any:
+        import torch
+
+        return torch.randn(n, self.options.latent_dim, device=device)
+
+    def _validation_loss(self, data: Any) -> float:
         return float(self.anomaly_scores(data.pixels[:512], labels=data.labels[:512]).mean())
 
     def _sample_pixels(self, onehot: Any, gen: Any) -> Any:

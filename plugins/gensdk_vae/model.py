@@ -51,7 +51,24 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor |
 # -- tables ---------------------------------------------------------------------------------------------------
 
 
+class NoiseWidth(nn.Module):
+    """Width of the Gaussian around each tanh scalar; learned, and kept in [0.01, 1] (TVAE) so that the
+    likelihood can neither collapse onto the training values nor give up on them. A module of its own, whose
+    output is the width repeated per row, so that DP training (Opacus) sees it as a layer with per-row
+    gradients like any other."""
+
+    def __init__(self, data_dim: int):
+        super().__init__()
+        self.sigma = nn.Parameter(torch.full((data_dim,), 0.1))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.sigma.expand(rows.shape[0], -1)
+
+
 class TableVAE(nn.Module):
+    # Models saved before the width became a module of its own.
+    renamed_tensors = {"sigma": "width.sigma"}
+
     def __init__(self, data_dim: int, cond_dim: int, latent_dim: int = 128, hidden: Sequence[int] = (128, 128)):
         super().__init__()
         self.encoder, width = mlp(data_dim, hidden)
@@ -59,9 +76,7 @@ class TableVAE(nn.Module):
         self.to_logvar = nn.Linear(width, latent_dim)
         self.decoder, width = mlp(latent_dim, list(reversed(hidden)))
         self.to_row = nn.Linear(width, data_dim)
-        # Width of the Gaussian around each tanh scalar; learned, and kept in [0.01, 1] (TVAE) so that the
-        # likelihood can neither collapse onto the training values nor give up on them.
-        self.sigma = nn.Parameter(torch.full((data_dim,), 0.1))
+        self.width = NoiseWidth(data_dim)
         # Where the training rows of each category sit in latent space (mean and spread of their posterior
         # samples), one row per conditional-vector entry: sampling z there steers generation towards that
         # category, so a conditioned request needs far fewer rejected rows than sampling from the prior.
@@ -75,23 +90,51 @@ class TableVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.to_row(self.decoder(z))
 
+    def forward(self, shown: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One training pass: encode `shown` (the rows, some cells hidden), decode a posterior sample drawn with
+        `noise`; (raw row, mu, logvar, per-row sigma), what `TableVAELoss` scores."""
+        mu, logvar = self.encode(shown)
+        return self.decode(reparameterise(mu, logvar, noise)), mu, logvar, self.width(shown)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.width.sigma
+
     def clamp_sigma(self) -> None:
         with torch.no_grad():
-            self.sigma.clamp_(0.01, 1.0)
+            self.width.sigma.clamp_(0.01, 1.0)
 
 
 def table_nll(raw: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, spans: Sequence[Span], exclude_missing: bool = False) -> torch.Tensor:
-    """-log p(x | z) per row: Gaussian on the tanh scalars, categorical on the one-hot blocks."""
+    """-log p(x | z) per row: Gaussian on the tanh scalars, categorical on the one-hot blocks. `sigma`: one
+    width per column of the row, or one row of widths per row."""
     nll = raw.new_zeros(raw.shape[0])
     for span in spans:
         if span.activation == "tanh":
-            s = sigma[span.start]
+            s = sigma[..., span.start]
             err = x[:, span.start] - torch.tanh(raw[:, span.start])
             nll = nll + err.pow(2) / (2 * s * s) + torch.log(s) + 0.5 * math.log(2 * math.pi)
         else:
             target = x[:, span.start : span.stop].argmax(dim=1)
             nll = nll + F.cross_entropy(raw[:, span.start : span.stop], target, reduction="none")
     return nll
+
+
+class TableVAELoss(nn.Module):
+    """The training loss as a criterion, (outputs of TableVAE.forward, rows) -> negative beta-ELBO, reduced by
+    `reduction` ("mean", "sum" or "none": per row, which DP training clips row by row)."""
+
+    def __init__(self, spans: Sequence[Span], beta: float, reduction: str = "mean"):
+        super().__init__()
+        self.spans, self.beta, self.reduction = list(spans), beta, reduction
+
+    def forward(self, outputs: tuple[torch.Tensor, ...], rows: torch.Tensor) -> torch.Tensor:
+        raw, mu, logvar, sigma = outputs
+        return reduce(table_nll(raw, rows, sigma, self.spans) + self.beta * kl_divergence(mu, logvar), self.reduction)
+
+
+def reduce(per_row: torch.Tensor, reduction: str) -> torch.Tensor:
+    return per_row if reduction == "none" else per_row.sum() if reduction == "sum" else per_row.mean()
 
 
 # -- images ---------------------------------------------------------------------------------------------------
@@ -122,6 +165,23 @@ class ImageVAE(nn.Module):
     def decode(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """Pixel logits; sigmoid of them is the mean image."""
         return self.decoder(self.project(torch.cat([z, onehot], dim=1)).view(-1, *self.shape))
+
+    def forward(self, images: torch.Tensor, onehot: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One training pass: (pixel logits of a posterior sample drawn with `noise`, mu, logvar)."""
+        mu, logvar = self.encode(images, onehot)
+        return self.decode(reparameterise(mu, logvar, noise), onehot), mu, logvar
+
+
+class ImageVAELoss(nn.Module):
+    """(outputs of ImageVAE.forward, images) -> negative beta-ELBO, reduced like TableVAELoss."""
+
+    def __init__(self, beta: float, reduction: str = "mean"):
+        super().__init__()
+        self.beta, self.reduction = beta, reduction
+
+    def forward(self, outputs: tuple[torch.Tensor, ...], images: torch.Tensor) -> torch.Tensor:
+        logits, mu, logvar = outputs
+        return reduce(image_nll(logits, images) + self.beta * kl_divergence(mu, logvar), self.reduction)
 
 
 def image_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

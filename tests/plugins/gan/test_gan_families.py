@@ -202,3 +202,60 @@ def test_the_memorisation_policy_checks_gan_rows_against_the_kept_reference(tabl
     outcome = next(o for o in result.outcomes if o.policy_id == "memorisation")
     assert outcome.status != "error", outcome.error
     assert result.outputs and 0 < len(result.table()) <= 200
+
+
+# -- the declared target: label-first conditional vectors, auxiliary classifier -------------------------------
+
+def test_the_target_gets_its_share_of_conditional_vectors_and_generation_is_label_first(table_gan, adult500) -> None:
+    cond = table_gan.cond
+    target = [c.name for c, _ in cond.columns].index("income")
+    assert cond.focus == (target, 0.5)
+    vectors, entry, rows = cond.sample_train(4000, np.random.default_rng(0))
+    on_target = (entry >= cond.offsets[target]) & (entry < cond.offsets[target + 1])
+    # half asked for the target, plus the target's 1-in-9 share of the uniform other half
+    assert 0.5 + 0.5 / len(cond.columns) - 0.03 < on_target.mean() < 0.5 + 0.5 / len(cond.columns) + 0.03
+    chosen = entry[on_target] - cond.offsets[target]
+    assert set(chosen) == {0, 1}
+    from gensdk.tabular_transform import split_holdout
+
+    train, _ = split_holdout(adult500, 0.1, 0)  # the rows the fixture trained on
+    span = cond.columns[target][1]
+    labels = table_gan.transform.encode(train)[:, span.start : span.stop].argmax(1)
+    assert np.array_equal(labels[rows[on_target]], chosen)  # real rows shown beside a label condition have that label
+    unconditional = cond.sample_original(4000, torch.Generator().manual_seed(0)).numpy()
+    shares = unconditional[:, cond.offsets[target] : cond.offsets[target + 1]].mean(0)
+    assert unconditional.sum(1).tolist() == [1.0] * 4000  # every row asks for an income category
+    assert abs(shares[list(cond.columns[target][0].categories).index(">50K")] - (adult500["income"] == ">50K").mean()) < 0.03
+
+
+def test_without_a_share_conditional_vectors_are_ctgans(adult500) -> None:
+    model = TableGANFamily({**TINY, "target": "income", "target_share": 0, "classifier_weight": 0}).fit(adult500.head(200))
+    assert model.cond.focus is None and "classifier" not in model.metadata["final_losses"]
+    unconditional = model.cond.sample_original(3000, torch.Generator().manual_seed(0)).numpy()
+    target = [c.name for c, _ in model.cond.columns].index("income")
+    on_target = unconditional[:, model.cond.offsets[target] : model.cond.offsets[target + 1]].sum(1).mean()
+    assert abs(on_target - 1 / len(model.cond.columns)) < 0.03
+
+
+def test_the_auxiliary_classifier_trains_with_a_declared_target_and_never_sees_the_label(table_gan, adult500) -> None:
+    from gensdk_gan.model import TargetClassifier
+
+    assert table_gan.metadata["final_losses"]["classifier"] > 0
+    assert set(table_gan.net.keys()) == {"generator", "critic"}  # a training aid: not saved with the model
+    assert "classifier" not in TableGANFamily(TINY).fit(adult500.head(200)).metadata["final_losses"]  # no target
+    span = table_gan.transform.span_of("income")
+    classifier = TargetClassifier(table_gan.transform.width, span, [16]).eval()
+    rows = torch.as_tensor(table_gan.transform.encode(adult500.head(50)))
+    flipped = rows.clone()
+    flipped[:, span.start : span.stop] = flipped[:, span.start : span.stop].flip(1)  # every label swapped
+    assert torch.equal(classifier(rows), classifier(flipped)) and torch.equal(classifier.labels(flipped), 1 - classifier.labels(rows))
+
+
+def test_dp_conditional_vectors_describe_the_rows_themselves(table_gan, adult500) -> None:
+    rows = torch.as_tensor(table_gan.transform.encode(adult500.head(300)))
+    cond = table_gan.cond.from_rows(rows, np.random.default_rng(1))
+    assert cond.sum(1).tolist() == [1.0] * 300
+    for j, (codec, span) in enumerate(table_gan.cond.columns):
+        block = cond[:, table_gan.cond.offsets[j] : table_gan.cond.offsets[j + 1]]
+        asked = block.sum(1) > 0
+        assert torch.equal(block[asked].argmax(1), rows[asked, span.start : span.stop].argmax(1)), codec.name
