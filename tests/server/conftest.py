@@ -33,7 +33,7 @@ KEY_ENTRIES = [
 ]
 # Small enough to train in a few seconds on two busy cores (the LLM tests' settings, fewer steps).
 # Barely trained: the server tests need a model that writes varied text, not good text.
-TINY_LM = dict(vocab_size=300, n_layer=1, n_embd=32, n_head=2, context=96, batch_size=8, steps=8,
+TINY_LM = dict(vocab_size=300, n_layer=1, n_embd=32, n_head=2, context=96, batch_size=8, steps=60,
                learning_rate=5e-3, warmup_steps=2, license="public domain", data_source="test text")
 TINY_IMAGE_GAN = dict(epochs=1, batch_size=32, noise_dim=8, width=8, diagnostic_samples=0, seed=0)
 
