@@ -164,3 +164,18 @@ def test_many_columns_with_many_values_number_only_the_combinations_that_occur()
     joined = frame["a"] + "|" + frame["b"] + "|" + frame["c"]
     for fn in (demographic_parity_difference, equalized_odds_ratio):
         assert fn(y_true, y_pred, sensitive_features=frame) == fn(y_true, y_pred, sensitive_features=joined)
+
+
+def test_long_string_columns_encoded_in_parallel_equal_fairlearn() -> None:
+    """Past PARALLEL_ROWS the columns are factorised in threads; the groups and rates must not change."""
+    from gensdk_fairness.groups import PARALLEL_ROWS
+
+    y_true, y_pred, sensitive = _data(seed=5, n=PARALLEL_ROWS + 1, two_columns=True)
+    sensitive["race"] = sensitive["race"].astype(object)  # one Arrow-backed and one object column
+    ours = group_metrics(y_true, y_pred, sensitive)
+    frame = fm.MetricFrame(metrics={"selection_rate": fm.selection_rate}, y_true=y_true, y_pred=y_pred,
+                           sensitive_features=sensitive)
+    assert ours.groups.labels == list(frame.by_group.index)
+    assert np.abs(ours.rates["selection_rate"] - frame.by_group["selection_rate"].to_numpy()).max() <= TOLERANCE
+    assert abs(ours.equalized_odds_difference
+               - fm.equalized_odds_difference(y_true, y_pred, sensitive_features=sensitive)) <= TOLERANCE
