@@ -33,26 +33,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from gensdk.audit import keys
-from gensdk.audit.base import (
-    DEFAULT_CHECKPOINT_EVERY,
-    GENESIS_HASH,
-    AuditReceipt,
-    AuditSink,
-    VerifyReport,
-    chain_hash,
-    checked_body,
-    checked_checkpoint_every,
-    encode_body,
-    record_dict,
-    retry_receipt,
-)
-from gensdk.audit.verify import Checkpoint, checkpoint_message, repeated_record_ids, trusted_key, verify_chain
+from gensdk.audit.sqlchain import ChainSQL, SQLChainSink
 from gensdk.errors import AuditCorruptError, AuditError, AuditLockedError, ConfigError, MissingDependencyError
 
 __all__ = ["SCHEMA_VERSION", "SCHEMES", "PostgresAuditSink", "redacted_url"]
@@ -79,17 +64,16 @@ CREATE OR REPLACE FUNCTION gensdk_audit_append_only() RETURNS trigger LANGUAGE p
     for table in (RECORDS, CHECKPOINTS)
     for ops, level in (("UPDATE OR DELETE", "row"), ("TRUNCATE", "statement"))
 )
-_SELECT_ROWS = f"SELECT seq, record_id, prev_hash, hash, body FROM {RECORDS}"
-_PAGE = 500
 _LOCK_NOT_AVAILABLE, _UNDEFINED_TABLE, _UNDEFINED_COLUMN = "55P03", "42P01", "42703"
 
 T = TypeVar("T")
 
 
-class PostgresAuditSink(AuditSink):
+class PostgresAuditSink(SQLChainSink):
     """Hash-chained audit records in PostgreSQL; see the module docstring for locking, durability and keys."""
 
     scheme = "postgresql"
+    sql = ChainSQL(records=RECORDS, checkpoints=CHECKPOINTS, meta=META, marker="%s")
 
     def __init__(
         self,
@@ -101,17 +85,13 @@ class PostgresAuditSink(AuditSink):
         key_path: str | os.PathLike[str] | None = None,
         create: bool = True,
     ):
+        self._init_chain(checkpoint_every)
         self.url = str(url)
         self.location = redacted_url(self.url)
         self.busy_timeout = float(busy_timeout)
         self.connect_timeout = float(connect_timeout)
-        self._pinned_every = None if checkpoint_every is None else checked_checkpoint_every(checkpoint_every)
-        self.checkpoint_every = self._pinned_every or DEFAULT_CHECKPOINT_EVERY  # replaced by the trail's own
-        self._lock = threading.Lock()
-        self._signing_key: Any = None
-        self._key_id: str | None = None
         self._closed = False
-        self._conn: Any = self._connect()
+        self._conn = self._connect()
         try:
             self.schema, self._lock_key = self._open(create)
         except BaseException:
@@ -124,103 +104,9 @@ class PostgresAuditSink(AuditSink):
         """Where the trail is, without the password: what `gensdk audit` prints (SQLite's `path` is a file)."""
         return f"{self.location} (schema {self.schema})"
 
-    # --- writing -------------------------------------------------------------------------------------------
-
-    def append(self, body: dict) -> AuditReceipt:
-        record_id = checked_body(body)
-        encode_body(body, record_id)  # fail on a body without JSON form before taking the chain lock
-        return self._reconnecting(lambda: self._append_once(body, record_id))
-
-    def _append_once(self, body: dict, record_id: str) -> AuditReceipt:
-        with self._transaction(chain_lock=True) as cur:
-            stored = cur.execute(f"SELECT seq, hash, body FROM {RECORDS} WHERE record_id = %s", (record_id,)).fetchone()
-            if stored is not None:
-                return retry_receipt(record_id, stored, body)
-            last_seq, prev_hash = _head_row(cur) or (0, GENESIS_HASH)
-            seq = last_seq + 1
-            body_json = encode_body({**body, "seq": seq}, record_id)
-            record_hash = chain_hash(prev_hash, body_json)
-            cur.execute(
-                f"INSERT INTO {RECORDS}(seq, record_id, prev_hash, hash, body) VALUES (%s, %s, %s, %s, %s)",
-                (seq, record_id, prev_hash, record_hash, body_json.decode()),
-            )
-            if seq % self.checkpoint_every == 0:
-                self._write_checkpoint(cur, seq, record_hash)
-        return AuditReceipt(record_id=record_id, seq=seq, hash=record_hash)
-
-    def checkpoint(self) -> int | None:
-        """Sign the current head now (e.g. before handing the trail over); its seq, or None for an empty trail."""
-        with self._transaction(chain_lock=True) as cur:
-            head = _head_row(cur)
-            if head is None:
-                return None
-            seq, record_hash = head
-            if cur.execute(f"SELECT 1 FROM {CHECKPOINTS} WHERE seq = %s", (seq,)).fetchone() is None:
-                self._write_checkpoint(cur, seq, record_hash)
-        return int(seq)
-
-    def public_key(self) -> tuple[bytes, str]:
-        """The raw public key that signs this trail and where it came from ("private-key-file" or "meta");
-        creates the signing key if the trail has none yet, like the SQLite sink."""
-        with self._transaction(chain_lock=True) as cur:
-            meta_raw = _meta_public_key(cur)
-            if meta_raw is not None and not self.key_path.exists():
-                return meta_raw, "meta"
-            key, _ = self._signer(cur)
-        return keys.public_raw(key), "private-key-file"
-
-    # --- reading -------------------------------------------------------------------------------------------
-
-    def verify(
-        self,
-        public_key_path: str | None = None,
-        *,
-        expect_head: str | None = None,
-        checkpoint_every: int | None = None,
-    ) -> VerifyReport:
-        self._connection()  # a closed sink says so, rather than verifying anyway
-        pinned_every = self._pinned_every if checkpoint_every is None else checked_checkpoint_every(checkpoint_every)
-        with self._errors_translated(), self._snapshot() as conn:
-            meta_raw = _meta_public_key(conn.cursor())
-            stored_every = _stored_checkpoint_every(conn.cursor())
-            rows = conn.execute(f"SELECT seq, hash, key_id, signature FROM {CHECKPOINTS}").fetchall()
-            checkpoints = {row[0]: Checkpoint(*row) for row in rows}
-            duplicates = _duplicates(conn.cursor())
-            walk = conn.cursor(name="gensdk_audit_verify")  # server-side: the trail is streamed, not loaded
-            walk.itersize = 2000
-            walk.execute(f"{_SELECT_ROWS} ORDER BY seq")
-            return verify_chain(
-                walk,
-                checkpoints,
-                trusted=trusted_key(public_key_path, self.key_path, meta_raw),
-                checkpoint_every=pinned_every or stored_every or DEFAULT_CHECKPOINT_EVERY,
-                stored_checkpoint_every=stored_every,
-                meta_key=meta_raw,
-                duplicates=duplicates,
-                expect_head=expect_head,
-            )
-
-    def records(self, start: int = 1, limit: int | None = None) -> Iterator[dict]:
-        # Paged, so the lock is never held while the caller works on a record (it may append meanwhile).
-        remaining = limit
-        next_seq = start
-        while remaining is None or remaining > 0:
-            size = _PAGE if remaining is None else min(_PAGE, remaining)
-            page = self._query(f"{_SELECT_ROWS} WHERE seq >= %s ORDER BY seq LIMIT %s", (next_seq, size))
-            if not page:
-                return
-            yield from (record_dict(row) for row in page)
-            next_seq = page[-1][0] + 1
-            if remaining is not None:
-                remaining -= len(page)
-
-    def lookup(self, record_id: str) -> dict | None:
-        rows = self._query(f"{_SELECT_ROWS} WHERE record_id = %s", (record_id,))
-        return record_dict(rows[0]) if rows else None
-
-    def head(self) -> AuditReceipt | None:
-        rows = self._query(f"SELECT record_id, seq, hash FROM {RECORDS} ORDER BY seq DESC LIMIT 1", ())
-        return AuditReceipt(*rows[0]) if rows else None
+    @property
+    def where(self) -> str:
+        return self.location
 
     def close(self) -> None:
         with self._lock:
@@ -276,54 +162,38 @@ class PostgresAuditSink(AuditSink):
                 self.checkpoint_every = self._trail_checkpoint_every(self._conn.cursor())
         return schema, lock_key
 
-    def _trail_checkpoint_every(self, cur: Any) -> int:
-        """The interval fixed when the trail was created; every writer must use it, or verify would fail."""
-        stored = _stored_checkpoint_every(cur)
-        if stored is None:
-            raise AuditCorruptError(f"{self.location}: the audit trail's checkpoint interval is missing or unreadable")
-        if self._pinned_every is not None and self._pinned_every != stored:
-            raise ConfigError(
-                f"the audit trail {self.location} was created with checkpoint_every={stored}, "
-                f"but checkpoint_every={self._pinned_every} was configured; a trail keeps one interval"
-            )
-        return stored
-
-    def _connection(self) -> Any:
-        if self._conn is None:
-            raise AuditError(f"the audit sink for {self.location} is closed")
-        return self._conn
-
     @contextmanager
-    def _transaction(self, *, chain_lock: bool) -> Iterator[Any]:
+    def _chain_transaction(self) -> Iterator[Any]:
+        # The advisory lock makes writers on every connection, process and machine take turns at the head.
         with self._lock, self._errors_translated():
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
-                if chain_lock:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
                 yield cur
 
     @contextmanager
-    def _snapshot(self) -> Iterator[Any]:
+    def _verify_snapshot(self) -> Iterator[tuple[Any, Callable[[], Any]]]:
         """A separate read-only REPEATABLE READ connection: one consistent snapshot of the whole trail, and a
-        long walk never blocks this sink's appends."""
+        long walk never blocks this sink's appends. The walk is a server-side cursor: streamed, not loaded."""
         psycopg = _psycopg()
-        conn = self._connect(autocommit=False)
-        try:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                yield conn
-        finally:
-            conn.close()
+        with self._errors_translated():
+            conn = self._connect(autocommit=False)
+            try:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                with conn.transaction():
+                    yield conn.cursor(), lambda: _server_side_walk(conn, self.sql.select_rows + " ORDER BY seq")
+            finally:
+                conn.close()
 
     def _query(self, sql: str, params: tuple) -> list[tuple]:
         def run() -> list[tuple]:
             with self._lock, self._errors_translated():
                 return self._connection().execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
-        return self._reconnecting(run)
+        return self._retrying(run)
 
-    def _reconnecting(self, action: Callable[[], T]) -> T:
+    def _retrying(self, action: Callable[[], T]) -> T:
         """Run `action`; if the connection broke under it, reopen it once and run it again (see Retries)."""
         try:
             return action()
@@ -368,29 +238,6 @@ class PostgresAuditSink(AuditSink):
         if isinstance(exc, _psycopg().OperationalError):
             return AuditError(f"cannot use the audit database {self.location}: {text}")
         return AuditError(f"audit database {self.location}: {text}")
-
-    # --- signing -------------------------------------------------------------------------------------------
-
-    def _write_checkpoint(self, cur: Any, seq: int, record_hash: str) -> None:
-        key, key_id = self._signer(cur)
-        signature = keys.sign(key, checkpoint_message(seq, record_hash))
-        cur.execute(
-            f"INSERT INTO {CHECKPOINTS}(seq, hash, key_id, signature) VALUES (%s, %s, %s, %s)",
-            (seq, record_hash, key_id, signature),
-        )
-
-    def _signer(self, cur: Any) -> tuple[Any, str]:
-        """The signing key, loaded (or created) once; also records its public half in meta."""
-        meta_raw = _meta_public_key(cur)
-        if self._signing_key is None:
-            self._signing_key = keys.signing_key_for(self.key_path, meta_raw, trail=self.location)
-            self._key_id = keys.key_id_of(keys.public_raw(self._signing_key))
-        if meta_raw is None:
-            raw_hex = keys.public_raw(self._signing_key).hex()
-            cur.execute(
-                f"INSERT INTO {META}(key, value) VALUES ('public_key', %s) ON CONFLICT (key) DO NOTHING", (raw_hex,)
-            )
-        return self._signing_key, self._key_id  # type: ignore[return-value]
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
@@ -456,34 +303,8 @@ def _check_schema(conn: Any, where: str) -> None:
         )
 
 
-def _head_row(cur: Any) -> tuple[int, str] | None:
-    row = cur.execute(f"SELECT seq, hash FROM {RECORDS} ORDER BY seq DESC LIMIT 1").fetchone()
-    return tuple(row) if row else None
-
-
-def _stored_checkpoint_every(cur: Any) -> int | None:
-    row = cur.execute(f"SELECT value FROM {META} WHERE key = 'checkpoint_every'").fetchone()
-    try:
-        every = int(row[0]) if row else None
-    except (TypeError, ValueError):
-        return None
-    return every if every and every > 0 else None
-
-
-def _meta_public_key(cur: Any) -> bytes | None:
-    row = cur.execute(f"SELECT value FROM {META} WHERE key = 'public_key'").fetchone()
-    if row is None or row[0] is None:
-        return None
-    try:
-        return bytes.fromhex(row[0])
-    except ValueError:
-        return str(row[0]).encode()  # garbage: keep it, so it cannot match any trusted key
-
-
-def _duplicates(cur: Any) -> dict[int, str]:
-    return repeated_record_ids(
-        cur.execute(
-            f"SELECT seq, record_id FROM {RECORDS} WHERE record_id IN "
-            f"(SELECT record_id FROM {RECORDS} GROUP BY record_id HAVING count(*) > 1) ORDER BY seq"
-        )
-    )
+def _server_side_walk(conn: Any, sql: str) -> Any:
+    walk = conn.cursor(name="gensdk_audit_verify")
+    walk.itersize = 2000
+    walk.execute(sql)
+    return walk
