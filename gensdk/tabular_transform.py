@@ -23,6 +23,7 @@ The encoding is CTGAN's (Xu et al., 2019, "Modeling Tabular Data using Condition
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -401,14 +402,18 @@ def check_conditions(schema: TableSchema, conditions: dict[str, Any]) -> dict[st
 def conditioned_rows(sample: Callable[[int, int], pd.DataFrame], conditions: dict[str, Any], n: int,
                      max_rounds: int = 50) -> pd.DataFrame:
     """`n` rows satisfying every condition, by rejection from `sample(count, round)` (which the families steer
-    towards the conditions with their conditional vector). Seeded rounds keep it deterministic; a condition
-    the model almost never meets is a GenerationError, not a silent shortfall or a loop without end."""
+    towards the conditions with their conditional vector). Each round draws what the acceptance rate seen so
+    far says the missing rows need, so a rare combination is reached in a few larger rounds rather than many
+    small ones. Seeded rounds keep it deterministic; a condition the model almost never meets is a
+    GenerationError, not a silent shortfall or a loop without end."""
     import pandas as pd
 
     kept: list[pd.DataFrame] = []
-    have = 0
+    have = drawn = 0
     for round_ in range(max_rounds):
-        frame = sample(max(n - have, 64) * 2, round_)
+        count = _rows_to_draw(n - have, have, drawn)
+        frame = sample(count, round_)
+        drawn += count
         for name, value in conditions.items():
             frame = frame[frame[name].astype(str) == str(value)]
         kept.append(frame)
@@ -416,8 +421,21 @@ def conditioned_rows(sample: Callable[[int, int], pd.DataFrame], conditions: dic
         if have >= n:
             return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
     wanted = ", ".join(f"{k}={v!r}" for k, v in conditions.items())
-    raise GenerationError(f"the model produced only {have} of {n} rows with {wanted} in {max_rounds} rounds; "
-                          "the combination is too rare in what it learned")
+    raise GenerationError(f"the model produced only {have} of {n} rows with {wanted} in {max_rounds} rounds "
+                          f"({drawn} rows drawn); the combination is too rare in what it learned")
+
+
+# One rejection round draws at most this many rows, so memory stays bounded however rare a combination is.
+MAX_DRAW = 200_000
+
+
+def _rows_to_draw(missing: int, accepted: int, drawn: int) -> int:
+    """Rows to draw for `missing` more: twice what is missing at first; then what the acceptance rate so far
+    (taken as half a row when none was accepted, so draws grow geometrically) needs, with a quarter spare."""
+    if drawn == 0:
+        return max(missing, 64) * 2
+    rate = max(accepted, 0.5) / drawn
+    return int(min(MAX_DRAW, max(64, math.ceil(1.25 * missing / rate))))
 
 
 def coverage_report(schema: TableSchema, real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, Any]:

@@ -144,6 +144,23 @@ def test_conditions_and_rejection_sampling() -> None:
         conditioned_rows(lambda n, r: source.head(n), {"city": "Rome"}, 5, max_rounds=3)
 
 
+def test_a_rare_combination_is_reached_in_few_rounds_with_bounded_draws() -> None:
+    """One row in 2,000 meets the condition: fixed-size rounds (2 x 64 rows each) would find ~3 rows in 50
+    rounds; rounds sized from the acceptance rate find all 40 in a handful, never drawing more than MAX_DRAW."""
+    from gensdk.tabular_transform import MAX_DRAW
+
+    draws: list[int] = []
+
+    def sample(count: int, round_: int) -> pd.DataFrame:
+        draws.append(count)
+        return pd.DataFrame({"code": np.random.default_rng(round_).integers(0, 2000, count)})
+
+    rows = conditioned_rows(sample, {"code": 7}, 40)
+    assert len(rows) == 40 and (rows["code"] == 7).all()
+    assert len(draws) <= 8 and max(draws) <= MAX_DRAW
+    assert conditioned_rows(sample, {"code": 7}, 40).equals(rows)  # the same rounds again: the same rows
+
+
 def test_coverage_report_names_categories_never_generated() -> None:
     real = mixed()
     schema = TableSchema.infer(real, allow_datetime=True)
