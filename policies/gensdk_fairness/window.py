@@ -39,7 +39,7 @@ from gensdk_fairness.checks import at_least, at_most, json_safe, overall_verdict
 from gensdk_fairness.scorers import DEFAULT_SCORERS, ScorerError
 from gensdk_fairness.stats import MIN_CI_ROWS
 
-__all__ = ["ImageWindowPolicy", "TableWindowPolicy", "TextWindowPolicy", "reference_frame"]
+__all__ = ["ImageWindowPolicy", "TableWindowPolicy", "TextWindowPolicy", "reference_columns", "reference_frame"]
 
 log = logging.getLogger("gensdk_fairness")
 
@@ -173,6 +173,11 @@ class TableWindowOptions(WindowOptions):
     max_representation_shift: float | None = Field(0.05, ge=0)
     max_parity_difference: float | None = Field(None, ge=0)
     min_parity_ratio: float | None = Field(None, ge=0, le=1)
+    # Set it to compare the equalized-odds difference of a classifier trained on the window's rows with one
+    # trained on the training rows (both tested on held-out training rows). The window then keeps every column,
+    # not just the audited ones, and each audit trains two classifiers: opt-in.
+    max_equalized_odds_increase: float | None = Field(None, ge=0)
+    classifier: Literal["logistic", "hgb"] = "logistic"
 
 
 class TableWindowPolicy(_WindowPolicy):
@@ -190,18 +195,21 @@ class TableWindowPolicy(_WindowPolicy):
             lack = "sensitive columns" if not sensitive else "a target column"
             self._missing(f"no {lack} configured (options sensitive=[...], target=...) nor declared by the model")
             return None
-        return {"sensitive": sensitive, "target": target}
+        audited = [*sensitive, target]
+        # Equalized odds needs the classifier's features: every column the training reference can give back.
+        features = reference_columns(context.model) if self.options.max_equalized_odds_increase is not None else []
+        kept = audited + [c for c in features if c not in audited]
+        return {"sensitive": sensitive, "target": target, "audited": audited, "kept": kept}
 
     def _units(self, outputs: list[Output], context: GenerationContext, plan: dict[str, Any]) -> tuple[list[Any], int]:
-        columns = [*plan["sensitive"], plan["target"]]
         frames = [o.frame for o in outputs if hasattr(o, "frame")]
         rows = sum(len(f) for f in frames)
-        if set(context.request.conditions) & set(columns):
+        if set(context.request.conditions) & set(plan["audited"]):
             return [], rows
-        missing = [c for f in frames for c in columns if c not in f.columns]
+        missing = [c for f in frames for c in plan["kept"] if c not in f.columns]
         if missing:
             raise DataError(f"generated tables lack the audited column(s) {sorted(set(missing))}")
-        return self._merge([f[columns] for f in frames]) if frames else [], 0
+        return self._merge([f[plan["kept"]] for f in frames]) if frames else [], 0
 
     def _slice(self, chunk: Any, start: int, stop: int | None) -> Any:
         return chunk.iloc[start:stop]
@@ -214,19 +222,30 @@ class TableWindowPolicy(_WindowPolicy):
     def _audit(self, window: Any, plan: dict[str, Any], context: GenerationContext) -> dict[str, Any]:
         from gensdk_fairness.tables import audit_tables
 
-        columns = [*plan["sensitive"], plan["target"]]
         synthetic = window
-        real = reference_frame(context.model, columns)
+        real = reference_frame(context.model, plan["kept"])
         opts = self.options
         if real is None:
             return _absolute_table_audit(synthetic, plan, opts)
         thresholds = {k: getattr(opts, k) for k in ("max_parity_amplification", "max_representation_shift",
-                                                      "max_parity_difference", "min_parity_ratio")}
+                                                      "max_parity_difference", "min_parity_ratio",
+                                                      "max_equalized_odds_increase")}
+        classifier = None if opts.max_equalized_odds_increase is None else opts.classifier
         audit = audit_tables(real, synthetic, sensitive=plan["sensitive"], target=plan["target"], positive=opts.positive,
-                             thresholds={**thresholds, "max_equalized_odds_increase": None}, classifier=None,
+                             thresholds=thresholds, classifier=classifier,
                              n_boot=opts.bootstrap, seed=opts.seed, min_ci_rows=opts.min_ci_rows,
                              sources={"real": "model training reference", "synthetic": "window of generated rows"})
         return audit.to_dict()
+
+
+def reference_columns(model: Any) -> list[str]:
+    """The columns `reference_frame` can decode for this model: its numeric and categorical ones; none when
+    the model kept no training reference."""
+    getter = getattr(model, "training_reference", None)
+    reference = getter() if callable(getter) else None
+    if reference is None or getattr(reference, "training", None) is None:
+        return []
+    return [c.name for c in reference.schema.columns if c.numeric or c.categories]
 
 
 def reference_frame(model: Any, columns: list[str]) -> Any:
@@ -274,7 +293,7 @@ def _absolute_table_audit(synthetic: Any, plan: dict[str, Any], opts: TableWindo
     if opts.min_parity_ratio is not None:
         checks.append(at_least("parity_ratio", rates["dp_ratio"], opts.min_parity_ratio,
                                "demographic-parity ratio of the window", rates["dp_ratio_ci"]))
-    notes = [*rates["notes"], "the model kept no training reference: amplification and representation shift "
+    notes = [*rates["notes"], "the model kept no training reference: amplification, representation shift and equalized odds "
              "against the training data are not measured"]
     keys = ("dp_difference", "dp_difference_ci", "dp_ratio", "dp_ratio_ci", "overall_rate")
     return json_safe({"kind": "table-window", "verdict": overall_verdict(checks), "selection_rates": rates["by_group"],

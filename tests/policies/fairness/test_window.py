@@ -51,6 +51,32 @@ def test_every_window_of_rows_is_audited_and_recorded(tmp_path: Path, plugins: l
     assert [f.details["record_id"] for f in findings] == [w["record_id"] for w in windows]
 
 
+def test_equalized_odds_of_window_rows_is_measured_when_asked(tmp_path: Path, plugins: list[Any], gmm: Any,
+                                                              records_of: Any) -> None:
+    """With max_equalized_odds_increase the window keeps every column and its audit is audit_tables' own on
+    (training rows, window rows), classifiers included; without it no classifier is trained."""
+    from gensdk_fairness import audit_tables
+    from gensdk_fairness.window import reference_columns
+
+    options = {**SEX_INCOME, "window": 600, "max_equalized_odds_increase": 0.3}
+    with _engine(tmp_path, plugins, TableWindowPolicy(options, {"on_fail": "warn"})) as engine:
+        window_rows = engine.generate(gmm, n=600, seed=3).table()
+        (window,) = records_of(engine, "bias-window")
+    eo = window["audit"]["equalized_odds"]
+    real = reference_frame(gmm, reference_columns(gmm))
+    expected = audit_tables(real, window_rows[real.columns], sensitive=["sex"], target="income", positive=">50K",
+                            n_boot=100, seed=0).equalized_odds
+    assert eo["train_rows"] == {"real": expected["train_rows"]["real"], "synthetic": 600}
+    assert eo["eo_increase"] == pytest.approx(expected["eo_increase"], abs=1e-9)
+    assert eo["eo_increase"] == pytest.approx(eo["synthetic"]["eo_difference"] - eo["real"]["eo_difference"])
+    (check,) = [c for c in window["audit"]["checks"] if c["name"] == "equalized_odds_increase"]
+    assert check["threshold"] == 0.3 and check["value"] == pytest.approx(eo["eo_increase"])
+    with _engine(tmp_path / "plain", plugins, TableWindowPolicy({**SEX_INCOME, "window": 600})) as engine:
+        engine.generate(gmm, n=600, seed=3)
+        (plain,) = records_of(engine, "bias-window")
+    assert plain["audit"]["equalized_odds"] is None
+
+
 def test_the_training_rows_are_decoded_exactly_from_the_reference(gmm: Any) -> None:
     reference = gmm.training_reference()
     decoded = reference_frame(gmm, reference.schema.names)
