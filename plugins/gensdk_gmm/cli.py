@@ -16,13 +16,17 @@ from gensdk.cli.output import console
 @click.option("--components", default=10, show_default=True, help="Mixture components.")
 @click.option("--max-iter", default=200, show_default=True, help="EM iterations at most.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the EM initialisation.")
+@click.option("--target", default=None, help="The prediction target column (declared for the fairness audits).")
+@click.option("--sensitive", multiple=True, help="A sensitive attribute column (repeat); declared for the fairness audits.")
 @click.option("--license", "license_", default=None, help="Licence of the training data, kept with the model.")
 @click.option("--data-source", default=None, help="Where the training data came from, kept with the model.")
-def train_gmm(data: Path, out: Path, components: int, max_iter: int, seed: int, license_: str | None, data_source: str | None) -> None:
+def train_gmm(data: Path, out: Path, components: int, max_iter: int, seed: int, target: str | None,
+              sensitive: tuple[str, ...], license_: str | None, data_source: str | None) -> None:
     """Fit a Gaussian mixture on a table and save it."""
     from gensdk_gmm.model import GMMFamily
 
-    model = GMMFamily(dict(n_components=components, max_iter=max_iter, seed=seed, license=license_, data_source=data_source or str(data)))
+    model = GMMFamily(dict(n_components=components, max_iter=max_iter, seed=seed, target=target, sensitive=list(sensitive),
+                           license=license_, data_source=data_source or str(data)))
     with progress_bar("EM") as progress:
         model.fit(data, progress=progress)
     model.save(out)

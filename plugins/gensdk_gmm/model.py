@@ -49,6 +49,9 @@ class GMMOptions(BaseModel):
     seed: int = Field(0, ge=0)
     # Share of the rows kept out of EM and saved (with the training rows) as the memorisation reference.
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    # Declared roles, kept in the schema: what the fairness audits default to (policy fairness-table).
+    sensitive: list[str] = Field(default_factory=list)
+    target: str | None = None
     license: str | None = None
     data_source: str | None = None
 
@@ -74,7 +77,7 @@ class GMMFamily(ModelFamily):
 
     def fit(self, data: Any, progress: Progress | None = None) -> GMMFamily:
         frame = read_table(data)
-        self.schema = TableSchema.infer(frame)
+        self.schema = TableSchema.infer(frame, sensitive=self.options.sensitive, target=self.options.target)
         train, holdout = self._split_holdout(frame)
         self.params = {"center": np.zeros(0), "scale": np.zeros(0)}
         self._set_scaling(train)

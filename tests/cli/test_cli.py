@@ -128,7 +128,8 @@ def early(work: Path, audit: Path, model_dir: Path) -> Iterator[dict[str, Run]]:
     site = work / "site"
     runs = {
         "train": Run("train", "gmm", "--data", work / "adult.csv", "--out", model_dir, "--components", 3,
-                     "--max-iter", 20, "--license", "CC BY 4.0", audit=audit),
+                     "--max-iter", 20, "--license", "CC BY 4.0", "--target", "income", "--sensitive", "sex",
+                     audit=audit),
         "unknown-policy": Run("generate", model_dir, "--n", 5, "--config", work / "unknown-policy.toml",
                               "--out", work / "never.csv", audit=other),
         "missing-model": Run("generate", work / MISSING, "--n", 5, audit=other),
@@ -178,6 +179,8 @@ def test_train_saves_a_model_directory(trained: subprocess.CompletedProcess[str]
     assert f"saved {model_dir}" in trained.stdout and "1000 rows, 3 components" in trained.stdout
     manifest = json.loads((model_dir / "gensdk_model.json").read_text())
     assert manifest["family"] == "gmm" and manifest["license"] == "CC BY 4.0"
+    roles = {c["name"]: (c["sensitive"], c["target"]) for c in manifest["schema"]}
+    assert roles["sex"] == (True, False) and roles["income"] == (False, True) and roles["age"] == (False, False)
     assert manifest["data_source"] == str(work / "adult.csv")  # --data-source defaults to the CSV's path
 
 

@@ -127,6 +127,19 @@ def test_declared_roles_of_the_model_are_used(tmp_path: Path, tiny_gan: Any, rec
     assert window["audit"]["sensitive"] == ["sex", "race"] and window["audit"]["target"] == "income"
 
 
+def test_a_gmm_declares_roles_too_and_keeps_them_when_saved(tmp_path: Path, plugins: list[Any], adult: Any,
+                                                            records_of: Any) -> None:
+    from gensdk_gmm import GMMFamily
+
+    options = {"n_components": 2, "max_iter": 5, "sensitive": ["sex"], "target": "income"}
+    saved = GMMFamily(options).fit(adult).save(tmp_path / "gmm")
+    policy = TableWindowPolicy({"positive": ">50K", "window": 300, "bootstrap": 100}, {"on_fail": "warn"})
+    with _engine(tmp_path, plugins, policy) as engine:
+        engine.generate(GMMFamily.load(saved), n=300, seed=1)
+        (window,) = records_of(engine, "bias-window")
+    assert window["audit"]["sensitive"] == ["sex"] and window["audit"]["target"] == "income"
+
+
 def test_a_model_without_training_reference_is_judged_on_the_window_alone(tmp_path: Path, plugins: list[Any], adult: Any,
                                                                           records_of: Any) -> None:
     from gensdk_gmm import GMMFamily
