@@ -27,6 +27,7 @@ from gensdk.plugins import get_plugin_host
 # The diffusion and fairness steps live beside this file (each also runs on its own).
 from demo_diffusion import diffusion_step  # noqa: E402
 from demo_fairness import fairness_step  # noqa: E402
+from demo_show import show_generation  # noqa: E402
 
 console = Console()
 
@@ -252,15 +253,6 @@ def edit_first_record(path: Path) -> None:
         for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
             db.execute(f'DROP TRIGGER "{name}"')
         db.execute("UPDATE records SET body = replace(body, '\"verdict\":\"pass\"', '\"verdict\":\"warn\"') WHERE seq = 1")
-
-
-def show_generation(label: str, result: gensdk.Result) -> None:
-    colour = "green" if result.verdict.releases else "red"
-    console.print(f"{label}: verdict [{colour}]{result.verdict.value}[/{colour}], "
-                  f"{len(result.outputs)}/{len(result.output_verdicts)} outputs released, "
-                  f"audit record {result.audit_record_id[:12]}")
-    for outcome in result.outcomes:
-        console.print(f"  {outcome.policy_id}: {outcome.status} ({len(outcome.findings)} findings)")
 
 
 def compare_marginals(real: Any, synthetic: Any) -> None:

@@ -14,12 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.console import Console
-
 import gensdk
 from gensdk.cli.progress import progress_bar
 
-console = Console()
+from demo_show import console, show_generation  # noqa: E402  (examples/ is on sys.path when a demo runs)
 
 TRAINING = {"class_conditional": True, "size": 16, "epochs": 100_000, "seed": 0,
             "license": "BSD-3-Clause (scikit-learn's copy of the UCI handwritten digits)",
@@ -37,7 +35,7 @@ def diffusion_step(out: Path, audit: Path, policies_for: Callable[[str], list[di
     console.print(f"policies enabled for images: {[p['id'] for p in config['policies']] or 'none installed'}")
     with gensdk.Engine(config, audit=str(audit)) as engine:
         marked = engine.generate(str(out / "models" / "digits-ddpm"), SEVENS)
-    show("16 sevens, every image policy", marked)
+    show_generation("16 sevens, every image policy", marked)
     rows = [("diffusion trained", describe_training(model))]
     without = [p for p in config["policies"] if p["id"] != "watermark-image"]
     if marked.verdict.releases or len(without) == len(config["policies"]):
@@ -48,7 +46,7 @@ def diffusion_step(out: Path, audit: Path, policies_for: Callable[[str], list[di
                 console.print(f"  [yellow]{outcome.policy_id}[/yellow]: {outcome.error[:160]}")
         with gensdk.Engine({"policies": without}, audit=str(audit)) as engine:
             released = engine.generate(str(out / "models" / "digits-ddpm"), SEVENS)
-        show("16 sevens, without the image watermark", released)
+        show_generation("16 sevens, without the image watermark", released)
         label = "without the image watermark"
         rows.append(("diffusion, every image policy", f"verdict {marked.verdict.value}: the 16x16 digits are too "
                                                        "small for the image watermark, so nothing is released"))
@@ -104,15 +102,6 @@ def judge(model: Any, grid_path: Path) -> str:
     console.print(f"a classifier of real digits labels {accuracy:.0%} of 100 generated digits as the class asked for; "
                   f"grid: {grid_path}")
     return f"{accuracy:.0%} labelled as the digit asked for (classifier of real digits); grid {grid_path.name}"
-
-
-def show(label: str, result: gensdk.Result) -> None:
-    colour = "green" if result.verdict.releases else "red"
-    console.print(f"{label}: verdict [{colour}]{result.verdict.value}[/{colour}], "
-                  f"{len(result.outputs)}/{len(result.output_verdicts)} outputs released, "
-                  f"audit record {result.audit_record_id[:12]}")
-    for outcome in result.outcomes:
-        console.print(f"  {outcome.policy_id}: {outcome.status} ({len(outcome.findings)} findings)")
 
 
 def main() -> None:
