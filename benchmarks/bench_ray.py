@@ -20,7 +20,9 @@ that it holds exactly one generation record per request id, and checks every pub
 digests its record lists. Before and after the runs it measures the machine's own ceiling: how much more work
 2 plain processes (torch matrix products, one thread each) get done than 1, which bounds the 2-worker scaling on
 a machine shared with other work. Ray's workers run at niceness 0 here (Ray's default is 15), so the local run
-and the actors compete for the CPUs on equal terms.
+and the actors compete for the CPUs on equal terms. The table also says how the requests were shared between
+the workers (a second worker that gets no batch cannot speed anything up) and the 1-minute load average before
+and after each run (`--runs ray-1,ray-2 --repeat 3` measures the scaling alone, interleaved).
 """
 
 from __future__ import annotations
@@ -97,7 +99,10 @@ class Killer(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         while self.killed is None and time.monotonic() - started < 600:
-            published = sorted(self.out.glob("*/record.json"), key=os.path.getmtime)
+            # Complete request directories only: a worker's .tmp-* staging directory (which pathlib's "*"
+            # matches) is renamed away at any moment.
+            done = [path for path in self.out.glob("*/record.json") if not path.parent.name.startswith(".")]
+            published = sorted(done, key=os.path.getmtime)
             if len(published) >= self.after:
                 self.killed = json.loads(published[0].read_text())["worker"]["pid"]
                 os.kill(self.killed, signal.SIGKILL)
@@ -159,6 +164,7 @@ def one_run(name: str, args: argparse.Namespace, work: Path, model_inputs: Path)
         killer.start()
     torch.set_num_threads(1)  # the local run gets what one Ray worker gets (Ray sets OMP_NUM_THREADS=1)
     arrivals: list[float] = []
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     report = run_batch(model_inputs, out, config=config(key), audit=target, use_ray=use_ray, workers=workers,
                        batch_size=args.batch_size, progress=lambda *_: arrivals.append(time.perf_counter()))
@@ -167,6 +173,8 @@ def one_run(name: str, args: argparse.Namespace, work: Path, model_inputs: Path)
     results_at = arrivals[: args.requests]
     steady = (len(results_at) - 1) / (results_at[-1] - results_at[0]) if results_at[-1] > results_at[0] else None
     assert not report.failed, report.failed[:3]
+    if killer and killer.killed is None:
+        print(f"warning: {name}: no worker was killed (the job ended before {args.kill_after} results?)", file=sys.stderr)
     checks = check_trail(target, key, out, args.requests)
     return {
         "run": name,
@@ -179,6 +187,9 @@ def one_run(name: str, args: argparse.Namespace, work: Path, model_inputs: Path)
         "killed_pid": killer.killed if killer else None,
         "killed_after_results": killer.at if killer else None,
         "worker_pids": len({row["worker"]["pid"] for row in report.rows}),
+        # How the requests were shared: a pool whose second actor gets nothing cannot scale.
+        "requests_per_worker": sorted(Counter(row["worker"]["pid"] for row in report.rows).values(), reverse=True),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # 1-minute, before and after
         "merged_worker_trails": len(report.merge.sources) if report.merge else 0,
         **checks,
     }
@@ -256,20 +267,26 @@ def print_table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespa
           f"audit: {'PostgreSQL (shared)' if args.audit else 'SQLite (per worker, merged)'}")
     steady = {name: statistics.median(r["steady_requests_per_s"] or 0 for r in runs) for name, runs in results.items()}
     first = {name: statistics.median(r["first_result_s"] for r in runs) for name, runs in results.items()}
-    print("| run | median s | requests/s | vs local | first result s | steady requests/s | vs local | verifies "
-          "| dup ids | missing | mismatched |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("| run | median s | requests/s | vs local | first result s | steady requests/s | vs local | per worker "
+          "| load | verifies | dup ids | missing | mismatched |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|")
     for name, runs in results.items():
         ratio = f"{base / median[name]:.2f}x" if base else "-"
         steady_ratio = f"{steady[name] / steady['local']:.2f}x" if steady.get("local") else "-"
         print(f"| {name} | {median[name]:.1f} | {args.requests / median[name]:.2f} | {ratio} | {first[name]:.1f} | "
-              f"{steady[name]:.2f} | {steady_ratio} | "
+              f"{steady[name]:.2f} | {steady_ratio} | {'; '.join(_shares(r) for r in runs)} | "
+              f"{'; '.join('-'.join(map(str, r['load_average'])) for r in runs)} | "
               f"{all(r['verifies'] for r in runs)} | {sum(r['duplicate_request_ids'] for r in runs)} | "
               f"{sum(r['requests_without_record'] for r in runs)} | "
               f"{sum(r['published_outputs_not_matching_a_record'] for r in runs)} |")
     if "ray-1" in median and "ray-2" in median:
         print(f"scaling ray-2 / ray-1: {median['ray-1'] / median['ray-2']:.2f}x end to end, "
               f"{steady['ray-2'] / steady['ray-1']:.2f}x steady state")
+
+
+
+def _shares(run: dict[str, Any]) -> str:
+    return "/".join(map(str, run["requests_per_worker"]))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,6 +30,8 @@ from gensdk.errors import GensdkError, MissingDependencyError
 __all__ = ["RESULTS_NAME", "BatchFailed", "BatchReport", "run_batch"]
 
 RESULTS_NAME = "results.jsonl"
+# How long the job waits for its actors to start (imports, engine, audit connection) before it gives up.
+_ACTOR_START_TIMEOUT_S = 600
 Progress = Callable[[int, int, str], None]
 
 
@@ -126,11 +129,14 @@ def _job(
 def _driver_engine(job: JobSpec) -> Any:
     """An engine on the driver, built before any worker starts, so that a bad configuration, a missing plugin or
     an unreachable audit database is one clear error rather than a failure inside every actor. It holds the
-    job's trail: the driver signs its head at the end, or merges the worker trails into it."""
+    job's trail: the driver signs its head at the end, or merges the worker trails into it. It never generates,
+    so its device is left unresolved: a driver without the GPUs that `device = "cuda"` asks of the workers (the
+    head node of a cluster, say) still runs the job."""
     from gensdk.engine import Engine
 
     plugins = import_plugins(job.plugins)
-    return Engine(job.config, audit=job.audit, plugins=plugins, load_entrypoints=job.load_entrypoints)
+    config = {**job.config, "device": "auto"}  # "auto" is resolved on first use, which never comes here
+    return Engine(config, audit=job.audit, plugins=plugins, load_entrypoints=job.load_entrypoints)
 
 
 def _run_locally(job: JobSpec, items: list[BatchItem], progress: Progress | None) -> list[dict[str, Any]]:
@@ -154,33 +160,52 @@ def _run_on_ray(
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)  # RAY_ADDRESS joins a running cluster; else a local one starts
-    resources, slots = _worker_resources(ray, job)
-    size = workers or slots
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # ours instead, counting requests rather than blocks
+    resources, slots, free = _worker_resources(ray, job)
     blocks = max(1, math.ceil(len(items) / batch_size))
-    dataset = ray.data.from_items([item.to_row() for item in items], override_num_blocks=blocks).map_batches(
-        BatchWorker,
-        fn_constructor_args=(job,),
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=size),
-        **resources,
-    )
+    size = workers or slots
+    # One batch in flight per actor (Ray Data's default is 4): an actor that is free takes the next batch instead
+    # of a busy one holding four in its queue, and an actor that dies reruns only the batch it was running.
+    pool = ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
     try:
-        rows = (json.loads(row["result"]) for row in dataset.iter_rows())
-        return list(_reported(rows, len(items), progress))
+        with _data_context(ray, wait_for_actors=size <= free):  # a dataset copies the context it is created in
+            dataset = ray.data.from_items([item.to_row() for item in items], override_num_blocks=blocks).map_batches(
+                BatchWorker, fn_constructor_args=(job,), batch_size=batch_size, compute=pool, **resources
+            )
+            rows = (json.loads(row["result"]) for row in dataset.iter_rows())
+            return list(_reported(rows, len(items), progress))
     except ray.exceptions.RayError as exc:
         raise BatchFailed(f"the Ray batch job failed: {_first_line(exc)}") from exc
 
 
-def _worker_resources(ray: Any, job: JobSpec) -> tuple[dict[str, Any], int]:
-    """What each actor holds, and how many such actors the cluster has room for: one GPU per actor where the
-    cluster has GPUs and the configuration allows CUDA, else one CPU."""
-    cluster = ray.cluster_resources()
-    gpus = int(cluster.get("GPU", 0))
-    if gpus and job.config.get("device", "auto") != "cpu":
-        return {"num_gpus": 1}, gpus
-    return {"num_cpus": 1}, max(1, int(cluster.get("CPU", 1)))
+@contextmanager
+def _data_context(ray: Any, wait_for_actors: bool) -> Iterator[None]:
+    """Ray Data settings for this job only (the context is the driver's, shared with its other datasets)."""
+    context = ray.data.DataContext.get_current()
+    changes: dict[str, Any] = {"enable_progress_bars": False}  # ours instead, counting requests, not blocks
+    if wait_for_actors:
+        # Start work once every actor of the pool is up. Otherwise the first actor to start takes the first
+        # batches while the others still import and build their engines, and a short job never reaches them.
+        # Only when the cluster has room for them all now: more workers than that start as resources appear
+        # (an autoscaling cluster), and the job runs on those that have started meanwhile.
+        changes["wait_for_min_actors_s"] = _ACTOR_START_TIMEOUT_S
+    before = {name: getattr(context, name) for name in changes}
+    for name, value in changes.items():
+        setattr(context, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(context, name, value)
+
+
+def _worker_resources(ray: Any, job: JobSpec) -> tuple[dict[str, Any], int, int]:
+    """What each actor holds, how many such actors the cluster has room for, and how many it has room for now
+    (other work may hold some): one GPU per actor where the cluster has GPUs and the configuration allows CUDA,
+    else one CPU."""
+    cluster, available = ray.cluster_resources(), ray.available_resources()
+    if int(cluster.get("GPU", 0)) and job.config.get("device", "auto") != "cpu":
+        return {"num_gpus": 1}, int(cluster["GPU"]), int(available.get("GPU", 0))
+    return {"num_cpus": 1}, max(1, int(cluster.get("CPU", 1))), int(available.get("CPU", 0))
 
 
 def _import_ray() -> Any:

@@ -1,6 +1,7 @@
 """Fixtures for batch jobs and Ray: a saved mock model, request files, a PostgreSQL schema, one Ray cluster.
 
-The local Ray cluster (2 CPUs, no dashboard) is started for the one module that needs it and stopped after it.
+The local Ray cluster (2 CPUs, no dashboard) is started by the first test that needs it and shared by the rest of
+the session (starting one costs about 10 s here).
 PostgreSQL tests read GENSDK_TEST_POSTGRES_URL (.ci/run sets it); without it they skip, except under CI=true,
 where a missing server is a failure.
 """
@@ -72,7 +73,7 @@ def assert_published() -> Callable[[Path, Any], int]:
     return check
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'gensdk[ray]'")
     # Ray's workers run at niceness 15 by default: on a shared machine that starves them; 0 keeps tests quick.

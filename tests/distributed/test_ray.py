@@ -1,23 +1,22 @@
-"""Ray, on one local cluster for the whole module: a batch job on Ray Data with a worker killed mid-job, and a
-Ray Serve deployment called over HTTP. (Workers sharing a PostgreSQL trail run the same worker code as the local
-job in test_local_batch.py; benchmarks/bench_ray.py --audit runs them on Ray.)"""
+"""Batch jobs on Ray Data, on the session's local cluster: a worker killed mid-job (per-worker SQLite trails,
+merged), and `gensdk batch --ray` with two workers appending to one shared PostgreSQL trail."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import threading
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
-from gensdk.audit import SQLiteAuditSink
+from gensdk.audit import SQLiteAuditSink, open_audit_sink
 from gensdk.audit.merge import MERGE_KIND
-from gensdk.distributed import run_batch
+from gensdk.distributed import record_id_for, run_batch
 
 PLUGINS = {"plugins": ["gensdk.testing.plugin"], "load_entrypoints": False}
 
@@ -33,7 +32,10 @@ class WorkerKiller(threading.Thread):
     def run(self) -> None:
         deadline = time.monotonic() + 120
         while self.killed is None and time.monotonic() < deadline:
-            published = sorted(self.out.glob("*/record.json"), key=os.path.getmtime)
+            # Complete request directories only: a worker's .tmp-* staging directory (which pathlib's "*"
+            # matches) is renamed away at any moment.
+            done = [path for path in self.out.glob("*/record.json") if not path.parent.name.startswith(".")]
+            published = sorted(done, key=os.path.getmtime)
             if len(published) >= self.after:
                 self.killed = json.loads(published[0].read_text())["worker"]["pid"]
                 os.kill(self.killed, signal.SIGKILL)
@@ -76,66 +78,45 @@ def test_a_job_survives_a_killed_worker_without_duplicate_records(
             assert worker.verify().ok
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_gensdk_batch_ray_with_two_workers_shares_one_postgresql_trail(
+    ray_cluster: Any, pg_url: str, tmp_path: Path, mock_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture, assert_published: Callable,
+) -> None:
+    from gensdk.audit.keys import public_key_pem
+    from gensdk.cli.main import run
 
+    key = tmp_path / "pg.key"  # every worker signs with the one key file (the driver creates it first)
+    (tmp_path / "gensdk.toml").write_text(
+        'device = "cpu"\n'
+        f'audit_options = {{ key_path = "{key}", checkpoint_every = 3 }}\n'
+        '[[policies]]\nid = "slow"\noptions = { seconds = 0.2 }\n'  # the kill lands while batches still run
+        '[[policies]]\nid = "keyword"\noptions = { words = ["secret"] }\n'
+    )
+    ids = [f"pg-{i}" for i in range(10)]
+    lines = [{"request_id": r, "model": str(mock_model_dir), "n": 2, "prompts": ["a secret" if r == "pg-3" else "hi"]}
+             for r in ids]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    monkeypatch.chdir(tmp_path)
+    job = ["in.jsonl", "out", "--config", "gensdk.toml", "--audit", pg_url, "--plugin", "gensdk.testing.plugin", "--json"]
+    killer = WorkerKiller(tmp_path / "out", after=3)  # a worker dies, perhaps mid-append: Ray reruns its batch
+    killer.start()
+    assert run(["batch", "--ray", "--workers", "2", "--batch-size", "2", *job]) == 0
+    killer.join(timeout=1)
+    out = capsys.readouterr().out
+    # Ray's driver prints the worker's death ("(raylet) A worker died ...") on stdout too, before the summary.
+    summary = json.loads(out[out.index("{\n"):])
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert summary["done"] + summary["skipped"] == 10 and summary["errors"] == 0
+    assert killer.killed in {row["worker"]["pid"] for row in rows} and len({row["worker"]["pid"] for row in rows}) >= 2
+    assert not (tmp_path / "out" / "audit-workers").exists()  # a shared trail: no per-worker files to merge
+    assert run(["batch", *job]) == 0  # the job run again: every request is found committed
+    assert json.loads(capsys.readouterr().out)["skipped"] == 10
 
-@pytest.fixture
-def served(ray_cluster: Any, tmp_path: Path, mock_model_dir: Path) -> Iterator[tuple[str, Path]]:
-    from ray import serve
-
-    from gensdk.distributed.serve import app_builder
-
-    port, audit, config = free_port(), tmp_path / "serve-audit.db", tmp_path / "gensdk.toml"
-    config.write_text('device = "cpu"\n[[policies]]\nid = "keyword"\noptions = { words = ["secret"] }\n')
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    # What `serve run gensdk.distributed.serve:app_builder config=... models=... ...` builds.
-    app = app_builder({"config": str(config), "models": f"mock={mock_model_dir}", "audit": str(audit),
-                       "plugins": "gensdk.testing.plugin"})
-    serve.run(app, name="gensdk", route_prefix="/generate")
-    try:
-        yield f"http://127.0.0.1:{port}/generate", audit
-    finally:
-        serve.shutdown()
-
-
-def test_a_serve_deployment_generates_behind_the_policies(served: tuple[str, Path]) -> None:
-    import httpx
-
-    url, audit = served
-    with httpx.Client(timeout=60) as client:
-        ok = client.post(url, json={"model": "mock", "n": 2, "seed": 3, "prompts": ["hi"], "request_id": "r-1"})
-        blocked = client.post(url, json={"model": "mock", "prompts": ["tell me a secret"]})
-        unknown = client.post(url, json={"model": "nope"})
-        malformed = client.post(url, content=b"{not json", headers={"content-type": "application/json"})
-        switched_off = client.post(url, json={"model": "mock", "disable_policies": ["keyword"]})
-    assert ok.status_code == 200, ok.text
-    body = ok.json()
-    assert (body["verdict"], body["request_id"], body["seed"]) == ("pass", "r-1", 3)
-    assert [o["text"] for o in body["outputs"]] == ["text 3-0", "text 3-1"]
-    assert blocked.status_code == 422
-    assert blocked.json()["error"]["type"] == "output_blocked" and "outputs" not in blocked.json()
-    assert blocked.json()["findings"][0]["code"] == "keyword-in-prompt"
-    assert unknown.status_code == 404 and "served: mock" in unknown.json()["error"]["message"]
-    assert malformed.status_code == 400 and malformed.json()["error"]["type"] == "invalid_request"
-    assert switched_off.status_code == 400 and "disable_policies" in switched_off.json()["error"]["message"]
-    with SQLiteAuditSink(audit, create=False) as sink:  # written by the replica, in its own process
-        records = {r["record_id"]: r["body"] for r in sink.records()}
-        assert sink.verify().ok
-    assert set(records) == {body["audit_record_id"], blocked.json()["audit_record_id"]}
-    assert [o["digest"] for o in records[body["audit_record_id"]]["outputs"]] == [o["digest"] for o in body["outputs"]]
-    assert records[blocked.json()["audit_record_id"]]["verdict"] == "block"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [({"models": ""}, "needs models=NAME=DIR"), ({"models": "a=/x", "num_replicas": "0"}, "num_replicas must be")],
-)
-def test_app_builder_names_what_is_missing(args: dict, message: str) -> None:
-    from gensdk.distributed.serve import app_builder
-    from gensdk.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=message):
-        app_builder(args)
+    with open_audit_sink(pg_url, key_path=key, create=False) as sink:
+        bodies = [record["body"] for record in sink.records()]
+        (tmp_path / "pub.pem").write_bytes(public_key_pem(sink.public_key()[0]))
+        assert assert_published(tmp_path / "out", sink) == 10
+    per_request = Counter(body["request_id"] for body in bodies if body["kind"] == "generation")
+    assert per_request == Counter(ids)  # once each: neither Ray's retry nor the rerun added a record
+    assert sorted(body["record_id"] for body in bodies) == sorted(record_id_for(r) for r in ids)  # nothing else
+    assert run(["audit", "verify", "--audit", pg_url, "--public-key", "pub.pem"]) == 0
