@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -43,7 +45,10 @@ def batch(input_path: Path, out_dir: Path, use_ray: bool, workers: int | None, b
     options = dict(config=config, audit=audit, use_ray=use_ray, workers=workers, batch_size=batch_size,
                    plugins=plugins)
     if as_json:
-        report = run_batch(input_path, out_dir, **options)
+        # Ray's driver prints worker events ("(raylet) A worker died ...") on stdout from its own thread;
+        # while the job runs they go to stderr, so stdout is the JSON summary alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_batch(input_path, out_dir, **options)
         print_json(report.summary())
     else:
         with progress_bar("batch") as update:
