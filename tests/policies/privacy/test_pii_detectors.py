@@ -14,8 +14,11 @@ import re
 import phonenumbers
 import pytest
 from faker import Faker
-from gensdk_privacy import detectors
-from gensdk_privacy.detectors import PhoneRules, build_finder, iban_valid, luhn_valid
+from gensdk_privacy import numbers
+from gensdk_privacy.addresses import IPV6_ADDRESS
+from gensdk_privacy.checksums import card_valid, iban_valid, luhn_valid
+from gensdk_privacy.detectors import build_finder, resolve
+from gensdk_privacy.phones import EXTENSION, PhoneRules
 from gensdk_privacy.pii import PIIScanner, StreamingPIIScanner
 
 REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "BR", "IN")
@@ -60,7 +63,7 @@ def candidates() -> list[str]:
 
 def digits_of(candidate: str) -> str:
     """What the detector hands PhoneRules: the digits, without an extension (the library strips it too)."""
-    return re.sub(r"\D", "", detectors._EXTENSION.sub("", candidate))
+    return re.sub(r"\D", "", EXTENSION.sub("", candidate))
 
 
 @pytest.mark.parametrize("regions", [REGIONS, OTHER_REGIONS])
@@ -92,7 +95,7 @@ def test_ipv6_pattern_agrees_with_ipaddress() -> None:
             return False
         return True
 
-    assert [s for s in samples if (detectors._IPV6_ADDRESS.fullmatch(s) is not None) != parses(s)] == []
+    assert [s for s in samples if (IPV6_ADDRESS.fullmatch(s) is not None) != parses(s)] == []
     assert sum(map(parses, samples)) > 1000
 
 
@@ -122,8 +125,8 @@ def test_iban_check_accepts_fakers_ibans_and_rejects_a_changed_check_digit() -> 
 # -- the numbers pass: what separate scans per type would find --------------------------------------------------
 
 SEPARATE = {kind: re.compile(f"{first}{rest}", re.ASCII | re.VERBOSE) for kind, first, rest in [
-    ("IBAN", "[0-9]", detectors._IBAN_REST), ("CREDIT_CARD", "[0-9]", detectors._CARD_REST),
-    ("US_SSN", "[0-9]", detectors._SSN_REST), ("IPV4", "[0-9]", detectors._IPV4_REST), ("PHONE", "[+(0-9]", detectors._PHONE_REST),
+    ("IBAN", "[0-9]", numbers.IBAN_REST), ("CREDIT_CARD", "[0-9]", numbers.CARD_REST),
+    ("US_SSN", "[0-9]", numbers.SSN_REST), ("IPV4", "[0-9]", numbers.IPV4_REST), ("PHONE", "[+(0-9]", numbers.PHONE_REST),
 ]}
 
 
@@ -140,14 +143,14 @@ def separate_scans(finder, text: str) -> list[tuple[str, int, int]]:
             if kind == "IBAN":
                 start, value = start - 2, text[start - 2 : start] + value.replace(" ", "")
                 blank.append((start, m.end()))
-            if {"IBAN": iban_valid, "CREDIT_CARD": detectors._card_valid}.get(kind, bool)(value):
+            if {"IBAN": iban_valid, "CREDIT_CARD": card_valid}.get(kind, bool)(value):
                 found.append((kind, start, m.end()))
-    found = detectors._resolve(found)
+    found = resolve(found)
     masked = list(text)
     for start, end in blank + [(s, e) for _, s, e in found]:
         masked[start:end] = "_" * (end - start)
-    phones = [("PHONE", m.start(), m.end()) for m in SEPARATE["PHONE"].finditer("".join(masked)) if finder._is_phone(m.group())]
-    return detectors._resolve(found + phones)
+    phones = [("PHONE", m.start(), m.end()) for m in SEPARATE["PHONE"].finditer("".join(masked)) if finder.numbers.is_phone(m.group())]
+    return resolve(found + phones)
 
 
 def labelled_style_corpus(docs: int, seed: int) -> list[str]:
