@@ -7,13 +7,24 @@ verdicts and audit record.
 Many threads call `generate` at once (an HTTP server's workers). Each call runs in its own thread:
 
 1. `check_request` on its own request, under each policy's time limit; a block ends it here (record committed).
-2. Its run joins the model's queue. The batcher thread takes the oldest queued run and every queued run that
-   can share its model call (same family parameters, conditions and `n`), waiting up to `wait_s` for more, up
-   to `max_batch` runs and the family's micro-batch size. It runs `prepare_generation` once for the merged
-   micro-batch (processors are micro-batch scoped, like the engine's own micro-batches), the model once, and
-   hands every run its slice of the outputs.
+2. Its run joins the model's queue. One shared call runs at a time per model, made by the thread of the
+   oldest queued run (no batcher thread: a request that finds the model idle makes its own call without a
+   hand-off). That leader takes every queued run that can share its call (same family parameters,
+   conditions and `n`), up to `max_batch` runs and the family's micro-batch size, and waits for more only
+   while waiting is likely to pay (below). It runs `prepare_generation` once for the merged micro-batch
+   (processors are micro-batch scoped, like the engine's own micro-batches), the model once, and hands
+   every run its slice of the outputs; then the oldest run still queued leads the next call. Calls one at
+   a time is what lets requests pile up into batches; it also keeps a CPU process from running several
+   small model calls at once in threads that mostly wait for each other's GIL (measured: a tiny GAN's
+   requests cost twice the CPU when their calls ran side by side).
 3. Back in its own thread, each run goes through `transform_output` and `inspect_output` on its own slice,
    then its own audit record is committed. A policy that hangs on one request holds up that request only.
+
+How long a leader waits for company: up to `wait_s` while a request that could join is still in its
+`check_request`, since it will arrive within one policy pass, and before the first call (its cost is not
+known yet); otherwise at most a quarter of the model's recent call time (capped by `wait_s`). Waiting 5 ms for company that may not come costs more than it saves
+when a call takes 2 ms (a small image GAN: the old fixed window made batching slower than none), and little
+when a call takes 100 ms (an LM writing 16 tokens).
 
 What can share a call. A family says how its requests merge in `merge_requests`: "prompts" (outputs follow
 the prompts one to one, `n` per prompt: the LLM family) or "count" (n independent items: the image
@@ -30,6 +41,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -53,7 +65,10 @@ log = logging.getLogger("gensdk.batching")
 MergeKind = Literal["prompts", "count"]
 # Built-in families whose requests can share a model call. A family class overrides this with its own
 # `merge_requests` attribute (None: never merge).
-MERGE_KINDS: dict[str, MergeKind] = {"llm": "prompts", "gan-image": "count", "vae-image": "count"}
+# Diffusion merges by count: requests with the same prompt (or class) and sampling settings share a call.
+MERGE_KINDS: dict[str, MergeKind] = {"llm": "prompts", "gan-image": "count", "vae-image": "count", "diffusion": "count"}
+# A leader with no peer in sight waits at most this share of the model's recent call time for company.
+WAIT_SHARE = 0.25
 
 
 def merge_kind(model: ModelFamily) -> MergeKind | None:
@@ -68,7 +83,9 @@ class _Pending:
     run: _Run
     key: str
     units: int
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set once, for one of two reasons: its call is done (`done`), or it is to lead its lane's next call.
+    wake: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     outputs: list[Output] = field(default_factory=list)
     floor: Verdict = Verdict.PASS  # from the shared prepare_generation / unapplied processors
     shared: dict[str, PolicyOutcome] = field(default_factory=dict)
@@ -85,10 +102,16 @@ class Batcher:
         self.kind = merge_kind(model)
         self.max_batch, self.wait_s = max_batch, wait_s
         self.capacity = engine.config.max_batch_size or model.default_batch_size  # units of one micro-batch
-        self._queue: list[_Pending] = []
-        self._cond = threading.Condition()
+        # Each thread sleeps on its own event, woken only when it has something to do: with one condition
+        # shared by all, every arrival woke every waiting thread, and their GIL hand-offs cost more CPU
+        # than a small model's call.
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []  # runs waiting while another run's call is gathered or made
+        self._busy = False  # a shared call is being gathered or made
+        self._gathering: threading.Event | None = None  # set to wake the leader waiting for company
+        self._checking: Counter[str] = Counter()  # merge keys of runs still in check_request
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._call_s: float | None = None  # moving average of a shared call's time; None before the first
         self.calls = 0  # shared model calls made, and requests served by them: for tests and benchmarks
         self.batched_requests = 0
 
@@ -101,13 +124,23 @@ class Batcher:
             return self.engine.generate(self.model, req)
         engine, runner = self.engine, self.engine._runner
         run = engine._start_run(self.model, req, {})
-        started = time.perf_counter()
-        floor = runner.check_request(run.request, engine._context(run, 0), run.outcomes)
-        run.add_time("check_request", started)
+        key = _merge_key(run.request, self.kind)  # type: ignore[arg-type]
+        with self._lock:
+            self._checking[key] += 1
+        try:
+            started = time.perf_counter()
+            floor = runner.check_request(run.request, engine._context(run, 0), run.outcomes)
+            run.add_time("check_request", started)
+        finally:
+            with self._lock:
+                self._checking[key] -= 1
+                if not self._checking[key]:
+                    del self._checking[key]  # keys come from request params: do not keep them all
+                self._nudge()  # a leader waiting for this run stops waiting if it was blocked
         if not floor.releases:
             runner.mark_skipped(run.outcomes)
             return engine._commit(run)  # blocked before anything was generated
-        pending = self._submit(run)
+        pending = self._submit(_Pending(run, key, _units(run.request, self.kind)))
         if pending.error is not None:
             return self._fail(run, pending.error)
         return self._finish(pending, floor)
@@ -116,15 +149,22 @@ class Batcher:
         return (self.kind is not None and request.seed is None and not request.disable_policies
                 and self.max_batch > 1 and _units(request, self.kind) <= self.capacity)
 
-    def _submit(self, run: _Run) -> _Pending:
-        pending = _Pending(run, _merge_key(run.request, self.kind), _units(run.request, self.kind))  # type: ignore[arg-type]
-        with self._cond:
+    def _submit(self, pending: _Pending) -> _Pending:
+        """Lead a call at once when the model is idle; else queue the run and sleep until a call has taken
+        it or the last leader hands it the next call."""
+        with self._lock:
             if self._closed:
                 raise GensdkError("the batcher is closed")
-            self._queue.append(pending)
-            self._cond.notify_all()
-            self._ensure_thread()
-        pending.done.wait()
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                self._queue.append(pending)
+                self._nudge()
+        if not lead:
+            pending.wake.wait()
+        if not pending.done:
+            self._lead(pending)
         return pending
 
     def _finish(self, pending: _Pending, floor: Verdict) -> Result:
@@ -150,35 +190,57 @@ class Batcher:
             raise error
         raise GenerationError(f"the shared model call failed: {run.error}") from error
 
-    # -- the batcher thread -----------------------------------------------------------------------------------
+    # -- the leader's side ------------------------------------------------------------------------------------
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, daemon=True, name=f"gensdk-batcher-{self.model.id}")
-            self._thread.start()
+    def _lead(self, head: _Pending) -> None:
+        """Gather the runs that can join, make the shared call, wake every run of it, hand the model on."""
+        batch = [head]
+        try:
+            self._gather(batch)
+            started = time.perf_counter()
+            self._generate_shared(batch)
+            elapsed = time.perf_counter() - started
+            self._call_s = elapsed if self._call_s is None else 0.8 * self._call_s + 0.2 * elapsed
+        except BaseException as exc:  # every caller gets the failure and records it in its own thread
+            for pending in batch:
+                pending.error = exc
+        finally:
+            for pending in batch:
+                pending.done = True
+                pending.wake.set()
+            self._hand_over()
 
-    def _loop(self) -> None:
+    def _gather(self, batch: list[_Pending]) -> None:
+        """Add the queued runs that can join to `batch`, waiting for more while company is likely."""
+        key, started = batch[0].key, time.monotonic()
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._run_batch(batch)
-
-    def _next_batch(self) -> list[_Pending] | None:
-        """The oldest queued request and every one that can join it, waiting up to wait_s for more."""
-        with self._cond:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            deadline = time.monotonic() + self.wait_s
-            batch = [self._queue.pop(0)]
-            while True:
+            with self._lock:
                 self._take_compatible(batch)
-                left = deadline - time.monotonic()
+                left = started + self._patience(key) - time.monotonic()
                 if len(batch) >= self.max_batch or left <= 0 or self._closed:
-                    return batch
-                self._cond.wait(left)
+                    return
+                arrival = self._gathering = threading.Event()
+            arrival.wait(left)
+            with self._lock:
+                self._gathering = None
+
+    def _patience(self, key: str) -> float:
+        if self._checking.get(key) or self._call_s is None:  # a run that can join is in check_request: it
+            return self.wait_s  # will be here shortly; or the call's cost is not known yet
+        return min(self.wait_s, WAIT_SHARE * self._call_s)
+
+    def _nudge(self) -> None:
+        """Wake the leader if it is waiting for company (call with the lock held)."""
+        if self._gathering is not None:
+            self._gathering.set()
+
+    def _hand_over(self) -> None:
+        """The oldest queued run leads the next call; with none, the model is idle."""
+        with self._lock:
+            if self._queue:
+                self._queue.pop(0).wake.set()
+            else:
+                self._busy = False
 
     def _take_compatible(self, batch: list[_Pending]) -> None:
         units = sum(p.units for p in batch)
@@ -189,16 +251,6 @@ class Batcher:
                 self._queue.remove(pending)
                 batch.append(pending)
                 units += pending.units
-
-    def _run_batch(self, batch: list[_Pending]) -> None:
-        try:
-            self._generate_shared(batch)
-        except BaseException as exc:  # every caller gets the failure and records it in its own thread
-            for pending in batch:
-                pending.error = exc
-        finally:
-            for pending in batch:
-                pending.done.set()
 
     def _generate_shared(self, batch: list[_Pending]) -> None:
         """prepare_generation once, the model once, then each request's slice of the outputs."""
@@ -236,12 +288,10 @@ class Batcher:
             run.record_extra["batch"] = {"call_id": call_id, "seed": seed, "requests": len(batch), "position": position}
 
     def close(self) -> None:
-        """Stop the batcher thread once the queue is empty (queued requests are still served)."""
-        with self._cond:
+        """Refuse new requests; those already queued are still served (by their own threads)."""
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._nudge()
 
 
 def _prompt_count(request: Request, kind: MergeKind) -> int:

@@ -34,6 +34,7 @@ from gensdk.server.schemas import (
     VerifyRequest,
     VerifyResponse,
 )
+from gensdk.server.text import token_ids
 
 if TYPE_CHECKING:
     from gensdk.engine import Engine
@@ -82,7 +83,7 @@ async def detect(request: Request, body: DetectRequest = Body(...), principal: P
 def _detect(engine: Engine, body: Any, tokenizer: Any) -> tuple[dict[str, Any], str]:
     if body.kind == "text":
         policy = engine.policy("watermark-text")
-        ids = tokenizer(body.text, add_special_tokens=False)["input_ids"]
+        ids = token_ids(tokenizer, body.text, special=False)
         found = policy.scheme.detect(ids, policy.options.alpha).to_dict()
         return {**found, "key_id": policy.key.key_id}, sha256_hex(body.text.encode("utf-8", "surrogatepass"))
     if body.kind == "image":

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 
 from gensdk.server.errors import ApiError, responses_for, result_fields
-from gensdk.server.routing import released_or_451, require, service_of
+from gensdk.server.routing import json_answer, released_or_451, require, service_of
 from gensdk.server.schemas import ImageRequest, ImageResponse, TableRequest, TableResponse
 
 if TYPE_CHECKING:
+    from fastapi.responses import JSONResponse
+
     from gensdk.outputs import Output
     from gensdk.server.keys import Principal
 
@@ -38,16 +40,17 @@ async def images(body: ImageRequest, request: Request, principal: Principal = De
     generation = {"n": body.n, "seed": body.seed, "prompts": None if body.prompt is None else [body.prompt],
                   "conditions": body.conditions, "request_id": service.request_id(principal, request.state.request_id)}
 
-    def work() -> tuple[Any, list[bytes]]:
+    def work() -> JSONResponse:
+        # All of it in the generation thread: PNG, base64 and JSON are per-request CPU work that would
+        # otherwise queue on the one event loop every request shares.
         result = served.generate(generation)
-        return result, [png_of(o) for o in result.outputs]
+        released_or_451(result)
+        indexes = [i for i, v in enumerate(result.output_verdicts) if v.releases]
+        data = [{"index": i, "b64_json": base64.b64encode(png_of(o)).decode("ascii")} for i, o in zip(indexes, result.outputs)]
+        return json_answer({"created": int(time.time()), "model": body.model, "data": data,
+                            "request_id": request.state.request_id, **result_fields(result)})
 
-    result, pngs = await service.run(work)
-    released_or_451(result)
-    indexes = [i for i, v in enumerate(result.output_verdicts) if v.releases]
-    data = [{"index": i, "b64_json": base64.b64encode(png).decode()} for i, png in zip(indexes, pngs)]
-    return {"created": int(time.time()), "model": body.model, "data": data, "request_id": request.state.request_id,
-            **result_fields(result)}
+    return await service.run(work)
 
 
 def png_of(output: Output) -> bytes:
@@ -74,16 +77,16 @@ async def tables(body: TableRequest, request: Request, principal: Principal = De
     generation = {"n": body.n, "seed": body.seed, "conditions": body.conditions,
                   "request_id": service.request_id(principal, request.state.request_id)}
 
-    def work() -> tuple[Any, list[dict[str, Any]]]:
+    def work() -> JSONResponse:
         result = served.generate(generation)
+        released_or_451(result)
         indexes = [i for i, v in enumerate(result.output_verdicts) if v.releases]
-        return result, [_table_part(i, o, body.format) for i, o in zip(indexes, result.outputs)]
+        parts = [_table_part(i, o, body.format) for i, o in zip(indexes, result.outputs)]
+        columns = [str(c) for c in result.outputs[0].frame.columns]  # type: ignore[attr-defined]
+        return json_answer({"created": int(time.time()), "model": body.model, "columns": columns, "data": parts,
+                            "request_id": request.state.request_id, **result_fields(result)})
 
-    result, parts = await service.run(work)
-    released_or_451(result)
-    columns = [str(c) for c in result.outputs[0].frame.columns]  # type: ignore[attr-defined]
-    return {"created": int(time.time()), "model": body.model, "columns": columns, "data": parts,
-            "request_id": request.state.request_id, **result_fields(result)}
+    return await service.run(work)
 
 
 def _table_part(index: int, output: Any, fmt: str) -> dict[str, Any]:

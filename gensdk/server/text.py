@@ -6,30 +6,42 @@ begins, so a request blocked by `check_request` (or a family error) is an ordina
 block later in the stream is an `error` event (no content) and the stream ends without `[DONE]`. A client
 that disconnects, or stops reading for `limits.send_timeout_s`, ends the generation; the audit record of
 what it was sent is committed all the same.
+
+A client that stops reading. Every piece taken from the stream counts as released, so a piece is taken only
+once the connection accepts data again: after each event an empty write waits (under send_timeout_s) until
+the client has drained the connection's buffer. A client that never does is dropped at that wait, when
+every piece taken has been handed to the connection, so the record holds exactly that text. No generation
+thread waits on a slow client: the wait is on the event loop, between two pieces.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
 
 from gensdk.errors import GensdkError, OutputBlocked
 from gensdk.server.errors import ApiError, api_error_for, error_body, responses_for, result_fields
-from gensdk.server.routing import released_or_451, require, service_of
+from gensdk.server.routing import json_answer, released_or_451, require, service_of
 from gensdk.server.schemas import ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse
 
 if TYPE_CHECKING:
+    from fastapi.responses import JSONResponse
+
     from gensdk.result import Result
     from gensdk.server.keys import Principal
     from gensdk.server.service import ServedModel, Service
     from gensdk.streaming import TextStream
 
-__all__ = ["router"]
+__all__ = ["router", "token_ids"]
 
+log = logging.getLogger("gensdk.server")
 router = APIRouter(tags=["text"])
 _ERRORS = responses_for(400, 401, 403, 404, 408, 413, 422, 429, 451, 500, 503)
 # One SSE event: `data` holds a JSON chunk (or an ErrorBody), the last one is the string [DONE].
@@ -59,11 +71,16 @@ async def _complete(request: Request, principal: Principal, body: Any, inputs: d
     served = service.model(body.model, "text")
     generation = _generation_request(service, request, principal, body, inputs)
     generation["params"] = _family_params(served.model, body, generation["params"])
+    rid = request.state.request_id
     if body.stream:
-        return await _stream(service, served, generation, body.model, chat, request.state.request_id)
-    result = await service.run(served.generate, generation)
-    released_or_451(result)
-    return _answer(result, body.model, chat, request.state.request_id)
+        return await _stream(service, served, generation, body.model, chat, rid)
+
+    def work() -> JSONResponse:  # the answer is encoded in the generation thread, off the shared event loop
+        result = served.generate(generation)
+        released_or_451(result)
+        return json_answer(_answer(result, body.model, chat, rid, _prompt_tokens(served.model, inputs, chat)))
+
+    return await service.run(work)
 
 
 def _generation_request(service: Service, request: Request, principal: Principal, body: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +114,7 @@ def _family_params(model: Any, body: Any, params: dict[str, Any]) -> dict[str, A
     return {k: v for k, v in params.items() if k in known}
 
 
-def _answer(result: Result, model: str, chat: bool, rid: str) -> dict[str, Any]:
+def _answer(result: Result, model: str, chat: bool, rid: str, prompt_tokens: int) -> dict[str, Any]:
     released = [i for i, v in enumerate(result.output_verdicts) if v.releases]
     choices = []
     for index, output in zip(released, result.outputs):
@@ -113,8 +130,40 @@ def _answer(result: Result, model: str, chat: bool, rid: str) -> dict[str, Any]:
     return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{result.audit_record_id}",
             "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model,
             "choices": choices, "request_id": rid, **result_fields(result),
-            # prompt tokens are not counted: that would tokenize every prompt a second time
-            "usage": {"prompt_tokens": 0, "completion_tokens": completion_tokens, "total_tokens": completion_tokens}}
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def _prompt_tokens(model: Any, inputs: dict[str, Any], chat: bool) -> int:
+    """Tokens of the prompts as the model reads them, each prompt once whatever `n` (OpenAI's count): plain
+    prompts with the tokenizer's special tokens, conversations as the LLM family renders them (its chat
+    template, else its `role: content` transcript ending in `assistant:`). A fast tokenizer does this in tens
+    of microseconds per prompt. 0 for a family without a tokenizer."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return 0
+    if not chat:
+        return _count(tokenizer, inputs["prompts"], special=True)
+    if getattr(tokenizer, "chat_template", None):  # the template writes its own special tokens
+        rendered = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in inputs["messages"]]
+        return _count(tokenizer, rendered, special=False)
+    transcripts = ["".join(f"{m['role']}: {m['content']}\n" for m in c) + "assistant:" for c in inputs["messages"]]
+    return _count(tokenizer, transcripts, special=True)
+
+
+def _count(tokenizer: Any, texts: list[str], *, special: bool) -> int:
+    return sum(len(token_ids(tokenizer, t, special=special)) for t in texts)
+
+
+def token_ids(tokenizer: Any, text: str, *, special: bool) -> list[int]:
+    """The ids of one text, without touching the tokenizer's settings. Calling a fast HF tokenizer sets (and
+    resets) padding on the Rust tokenizer it shares with every thread, so a call without padding here can
+    strip the padding off the LLM family's batched encode in another thread ("Unable to create tensor").
+    Its Rust tokenizer encodes one text the same way and changes nothing; a single text is never padded."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (pure Python) tokenizer keeps no such state
+        return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+    return list(backend.encode(text, add_special_tokens=special).ids)
 
 
 def _manifest(output: Any) -> dict[str, Any] | None:
@@ -153,8 +202,6 @@ class _Pump:
 
 
 async def _stream(service: Service, served: ServedModel, generation: dict[str, Any], model: str, chat: bool, rid: str) -> Any:
-    from sse_starlette import EventSourceResponse
-
     if generation["n"] != 1 or len(generation.get("prompts") or generation.get("messages")) != 1:
         raise ApiError(422, "invalid_request", "stream=true generates one completion: one prompt (or conversation) and n=1", param="stream")
     lookback = service.config.limits.stream_lookback
@@ -166,7 +213,19 @@ async def _stream(service: Service, served: ServedModel, generation: dict[str, A
         await _close_shielded(pump)
         raise
     frames = _frames(service, pump, first, _Chunker(model, chat, rid))
-    return EventSourceResponse(frames, send_timeout=service.config.limits.send_timeout_s, ping=15)
+    return _EventStream(frames, send_timeout=service.config.limits.send_timeout_s, ping=15)
+
+
+class _EventStream(EventSourceResponse):
+    """An SSE response whose client stopped reading is a logged line, not an 'Exception in ASGI application'
+    traceback: the generation is already cancelled and its record committed (see _frames)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            rid = scope.get("state", {}).get("request_id")
+            log.warning("request %s: the client took no data for %g s; stream dropped", rid, self.send_timeout)
 
 
 class _Chunker:
@@ -203,6 +262,7 @@ async def _frames(service: Service, pump: _Pump, first: str | None, chunker: _Ch
         while piece is not None:
             if piece:
                 yield _event(chunker.piece(piece))
+                yield _WRITABLE  # the next piece is taken only once the client drains the connection
             piece = await service.run_admitted(pump.next)
         yield _event(chunker.final(pump.stream.result))  # type: ignore[arg-type]
         yield {"data": "[DONE]"}
@@ -221,6 +281,12 @@ async def _close_shielded(pump: _Pump) -> None:
     if not pump.done:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(pump.close)
+
+
+# An empty write: uvicorn sends nothing, but first waits (under send_timeout_s) while its buffer for this
+# connection is full. uvicorn waits *before* writing, so without it a timed-out piece would be counted as
+# released but never written.
+_WRITABLE = b""
 
 
 def _event(body: dict[str, Any]) -> dict[str, str]:

@@ -2,8 +2,13 @@
 
 * `models`: a tiny GPT-2 (trained in seconds on TinyShakespeare), a GMM on 500 Adult rows, a class-conditional
   image GAN on 300 digits, and a `mock` text model whose outputs are queued (blocking tests). Once per session.
-* `live(config)`: a context manager that builds the Service from a config dict and serves it on 127.0.0.1
-  with an ephemeral port; `server` is one shared instance with the default test policies.
+* `long_lm` (an untrained GPT-2 with a 2048-token window and the tiny LM's tokenizer: long streams) and
+  `ddpm` (a class-conditional diffusers DDPM pipeline of random weights, 8x8, 4 sampling steps): built in
+  about a second each, for the tests that need them.
+* `live(**changes)`: a context manager that builds the Service from a config dict and serves it on 127.0.0.1
+  with an ephemeral port (`served=` other models); `server` is one shared instance with the default test policies. `LiveServer(config,
+  send_buffer=N)` holds at most about N bytes per connection on the server side (kernel and uvicorn), so a
+  client that stops reading is felt after kilobytes, not megabytes.
 * `KEYS`: API keys made with gensdk's own key maker, by name: `all`, `gen`, `detect`, `slow` (burst 2).
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import socket
 import threading
 import time
 from pathlib import Path
@@ -94,6 +100,7 @@ class TestPolicies:
 
 
 def plugins() -> list[Any]:
+    import gensdk_diffusion.plugin
     import gensdk_gan.plugin
     import gensdk_gmm.plugin
     import gensdk_llm.plugin
@@ -102,7 +109,7 @@ def plugins() -> list[Any]:
 
     import gensdk.testing.plugin
 
-    return [gensdk_llm.plugin, gensdk_gmm.plugin, gensdk_gan.plugin, gensdk_watermark.plugin,
+    return [gensdk_llm.plugin, gensdk_gmm.plugin, gensdk_gan.plugin, gensdk_diffusion.plugin, gensdk_watermark.plugin,
             gensdk_provenance.plugin, gensdk.testing.plugin, TestPolicies()]
 
 
@@ -161,6 +168,37 @@ def lm_tokenizer(models: dict[str, Path]) -> Any:
 
 
 @pytest.fixture(scope="session")
+def long_lm(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights are enough: the tests that stream long texts force the tokens (ForceText)."""
+    import torch
+    from gensdk_llm import LLMFamily
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = LLMFamily.load(models["lm"]).tokenizer
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=2048, n_embd=16, n_layer=1, n_head=2,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LLMFamily(GPT2LMHeadModel(config), tokenizer).save(tmp_path_factory.mktemp("models") / "long-lm")
+
+
+@pytest.fixture(scope="session")
+def ddpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """diffusers' own DDPMPipeline (a UNet2DModel of widths 8 and 16 with 10 class embeddings), sampled in 4
+    DDIM steps by default (its gensdk manifest), so an image request takes milliseconds."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from gensdk_diffusion import DiffusionFamily
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                       norm_num_groups=4, num_class_embeds=10, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100))
+    metadata = {"sampling": {"scheduler": "ddim", "steps": 4}, "license": "public domain", "data_source": "none (random weights)"}
+    return DiffusionFamily(pipeline, metadata=metadata).save(tmp_path_factory.mktemp("models") / "ddpm")
+
+
+@pytest.fixture(scope="session")
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gensdk_watermark.keys import create_key_file
 
@@ -194,7 +232,7 @@ def make_config(tmp: Path, models: dict[str, Path], secrets: Path, *, policies: 
 class LiveServer:
     """A Service on uvicorn in a daemon thread; `client(key)` is an httpx client with that key."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], *, send_buffer: int | None = None):
         from gensdk.server import ServerConfig, Service
         from gensdk.server.app import bind, uvicorn_server
 
@@ -203,6 +241,11 @@ class LiveServer:
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn_server(self.service, configure_logging=False)
+        if send_buffer is not None:
+            # Accepted connections inherit the listening socket's send buffer (fixed: no autotuning);
+            # uvicorn stops taking data once its own buffer for a connection is over the limit.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            self.server.config.http = _small_buffers(send_buffer)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -231,14 +274,38 @@ class LiveServer:
     def record(self, record_id: str) -> dict[str, Any]:
         return next(r for r in self.audit.records() if r["record_id"] == record_id)
 
+    def wait_for_record(self, request_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The one generation record of `request_id` (`http:<key>:<rid>`), once it is committed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in self.audit.records() if r["body"].get("request_id") == request_id]
+            if found:
+                assert len(found) == 1
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no audit record for {request_id} within {timeout:g} s")
+
+
+def _small_buffers(limit: int) -> type:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class SmallBuffers(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.set_write_buffer_limits(high=limit)
+
+    return SmallBuffers
+
 
 @pytest.fixture
 def live(tmp_path: Path, models: dict[str, Path], secrets_dir: Path) -> Any:
     """`with live(**changes) as srv:` a fresh server on its own audit trail."""
 
     @contextlib.contextmanager
-    def start(**changes: Any) -> Iterator[LiveServer]:
-        with LiveServer(make_config(tmp_path, models, secrets_dir, **changes)) as srv:
+    def start(*, served: dict[str, Path] | None = None, send_buffer: int | None = None, **changes: Any) -> Iterator[LiveServer]:
+        """`served`: the models to serve instead of the four; `send_buffer`: see LiveServer."""
+        config = make_config(tmp_path, models if served is None else served, secrets_dir, **changes)
+        with LiveServer(config, send_buffer=send_buffer) as srv:
             yield srv
 
     return start

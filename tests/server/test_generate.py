@@ -29,24 +29,34 @@ def test_completion_is_released_with_its_audit_record(server):
     assert body["choices"][0]["provenance"]["audit"]["record_id"] == body["audit_record_id"]
 
 
-def test_several_prompts_and_n_keep_openai_indexes(server):
+def test_several_prompts_and_n_keep_openai_indexes(server, lm_tokenizer):
     with server.client() as client:
         body = client.post("/v1/completions", json={"model": "lm", "prompt": ["ROMEO:", "JULIET:"], "n": 2,
                                                      "max_tokens": 6}).json()
     assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
     record = server.record(body["audit_record_id"])["body"]
     assert [o["digest"] for o in record["outputs"]] == [_digest(c["text"]) for c in body["choices"]]
+    prompt_tokens = sum(len(lm_tokenizer(p)["input_ids"]) for p in ("ROMEO:", "JULIET:"))  # each prompt once, whatever n
+    assert body["usage"]["prompt_tokens"] == prompt_tokens > 0
+    assert body["usage"]["total_tokens"] == prompt_tokens + body["usage"]["completion_tokens"]
 
 
-def test_chat_completion(server):
+def test_chat_completion(server, models):
+    from gensdk_llm import LLMFamily
+
+    from gensdk.request import Request
+
+    conversation = [{"role": "user", "content": "Speak, Romeo."}]
     with server.client() as client:
-        response = client.post("/v1/chat/completions", json={
-            "model": "lm", "messages": [{"role": "user", "content": "Speak, Romeo."}], "max_completion_tokens": 8})
+        response = client.post("/v1/chat/completions", json={"model": "lm", "messages": conversation, "max_completion_tokens": 8})
     body = response.json()
     assert response.status_code == 200, body
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["role"] == "assistant"
     assert server.record(body["audit_record_id"])["body"]["outputs"][0]["digest"] == _digest(body["choices"][0]["message"]["content"])
+    family = LLMFamily.load(models["lm"])  # what the model itself reads: its own rendering of the conversation
+    rendered, is_chat = family._render_prompts(Request(messages=[conversation]))
+    assert body["usage"]["prompt_tokens"] == len(family.tokenizer(rendered[0], add_special_tokens=not is_chat)["input_ids"])
 
 
 def test_a_prompt_blocked_by_check_request_is_451_and_recorded(server):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 
 def _stream(client, path, body, parse_sse):
@@ -66,17 +65,7 @@ def test_disconnect_mid_stream_commits_the_record(live, parse_sse):
                                                             "stream": True}) as response:
             rid = response.headers["x-request-id"]
             next(response.iter_lines())  # one event, then the client goes away
-        record = _wait_for_record(srv, f"http:all:{rid}")
+        record = srv.wait_for_record(f"http:all:{rid}")
         assert "stream closed by the client" in record["body"]["error"]  # what it was sent, no more
         assert srv.audit.verify().ok
 
-
-def _wait_for_record(srv, request_id, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [r for r in srv.audit.records() if r["body"].get("request_id") == request_id]
-        if found:
-            assert len(found) == 1
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no audit record for {request_id}")
