@@ -102,9 +102,9 @@ class Batcher:
         self.kind = merge_kind(model)
         self.max_batch, self.wait_s = max_batch, wait_s
         self.capacity = engine.config.max_batch_size or model.default_batch_size  # units of one micro-batch
-        # Each thread sleeps on its own event, woken only when it has something to do: with one condition
-        # shared by all, every arrival woke every waiting thread, and their GIL hand-offs cost more CPU
-        # than a small model's call.
+        # Each thread sleeps on its own event, woken only when it has something to do (its call is done, or
+        # it leads the next): waking every waiting thread on every arrival costs GIL hand-offs that add
+        # up to more CPU than a small model's call.
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []  # runs waiting while another run's call is gathered or made
         self._busy = False  # a shared call is being gathered or made
