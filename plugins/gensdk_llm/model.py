@@ -236,7 +236,11 @@ class LLMFamily(ModelFamily):
     def _encode(self, prompts: list[str], params: LLMParams, is_chat: bool) -> dict[str, Any]:
         """Tokenize with left padding; refuse prompts that leave no room for max_new_tokens."""
         # A chat template writes its own BOS; adding special tokens again would double it.
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not is_chat)
+        # Encoded without padding, then padded in Python: padding=True would switch padding on in the fast
+        # tokenizer's shared backend, which a policy or the server encoding in another thread switches off
+        # again mid-call (ragged rows, "Unable to create tensor").
+        encoded = self.tokenizer(prompts, add_special_tokens=not is_chat)
+        batch = self.tokenizer.pad(encoded, padding=True, return_tensors="pt", verbose=False)
         window = self.context_window
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         for i, length in enumerate(lengths):
