@@ -42,6 +42,13 @@ class _Refused(Exception):
         self.status, self.type, self.message, self.headers = status, type_, message, headers or {}
 
 
+def _route_path(scope: dict[str, Any]) -> str:
+    """The path the routes match, below any root path a proxy or mount sets (as Starlette's router sees it):
+    the key check must cover every route the app serves, wherever it is mounted."""
+    root, path = scope.get("root_path", ""), scope["path"]
+    return path[len(root):] or "/" if root and path.startswith(root) else path
+
+
 class Gate:
     def __init__(self, app: Any, keys: KeyRing, limits: LimitsConfig):
         self.app, self.keys, self.limits = app, keys, limits
@@ -57,7 +64,7 @@ class Gate:
         started, status = time.perf_counter(), [0]
         send = _tagged(send, rid, status)
         try:
-            if scope["path"].startswith("/v1/"):
+            if _route_path(scope).startswith("/v1/"):
                 state["principal"] = self._admit(_headers(scope))
             body = await self._read_body(scope, receive)
         except _Refused as refused:

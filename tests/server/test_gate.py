@@ -132,3 +132,24 @@ def test_keys_and_prompts_never_reach_the_logs(server, api_keys):
     assert "POST /v1/completions -> 200" in text and "key all" in text  # requests are logged, by key name
     assert "SECRET-PROMPT" not in text
     assert not any(key in text for key in api_keys.values())
+
+
+
+def test_the_key_check_covers_the_routes_under_a_root_path(server) -> None:
+    """Mounted under a prefix (a proxy's root_path: the full path arrives), /prefix/v1/... is still a /v1
+    route: without a key it is refused, with one it is served."""
+    import asyncio
+
+    import httpx
+
+    from gensdk.server.app import create_app
+
+    from .conftest import KEYS
+
+    async def ask(headers: dict) -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(server.service), root_path="/gensdk")
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/gensdk/v1/models", headers=headers)
+
+    assert asyncio.run(ask({})).status_code == 401
+    assert asyncio.run(ask({"Authorization": f"Bearer {KEYS['all']}"})).status_code == 200
