@@ -1,7 +1,7 @@
 """IBANs, payment cards, US SSNs, IPv4 addresses and phone numbers, in **one** pass over the text.
 
     numbers = NumbersPass({"IBAN", "PHONE"}, phone_checker(PhoneRules(["GB"])))
-    numbers.find("IBAN GB82WEST12345698765432, call +44 20 7946 0958", None)
+    numbers.find("IBAN GB82WEST12345698765432, call +44 20 7946 0958", [])
     # [("IBAN", 5, 27), ("PHONE", 34, 50)]
 
 One pattern holds all five types, as alternatives in order of precedence behind one character class [+(0-9]:
@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Collection
 
 from gensdk_privacy.checksums import IBAN_LENGTHS, card_valid, mod97_valid
-from gensdk_privacy.phones import NON_DIGITS, NOT_PHONE_REST
+from gensdk_privacy.phones import NOT_PHONE_REST, SEPARATORS
 
 __all__ = ["NUMBER_TYPES", "NumbersPass", "Taken"]
 
@@ -34,14 +34,17 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255 without lea
 IBAN_REST = "(?<=[A-Z]{2}[0-9])(?<![A-Za-z0-9][A-Z]{2}[0-9])[0-9](?:" + "|".join(
     f"(?<=(?:{'|'.join(c for c, n in IBAN_LENGTHS.items() if n == length)})[0-9]{{2}})(?:\\ ?[A-Z0-9]){{{length - 4}}}"
     for length in sorted(set(IBAN_LENGTHS.values()))) + ")(?![A-Za-z0-9])"
+# Cards and SSNs start at a digit with no word character or dash before it.
+_CARD_SSN_START = r"(?<=[0-9])(?<![\w\-][0-9])"
 # Cards: 12-19 digits bare, in groups of four (the last of 1-4 digits), or American Express's 4-6-5.
-CARD_REST = (
-    r"(?<=[0-9])(?<![\w\-][0-9])(?<![0-9][\ \-][0-9])"
+_CARD_BODY = (
+    r"(?<![0-9][\ \-][0-9])"
     r"(?:[0-9]{11,18}|[0-9]{3}(?P<sep>[\ \-])[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{1,4}(?:(?P=sep)[0-9]{1,3})?"
     r"|[0-9]{3}(?P<amex>[\ \-])[0-9]{6}(?P=amex)[0-9]{5})(?!\w)(?![\ \-][0-9])"
 )
 # SSNs: area 000, 666 and 900-999, group 00 and serial 0000 are never issued.
-SSN_REST = r"(?<=[0-9])(?<![\w\-][0-9])[0-9]{2}(?<!000)(?<!666)(?<!9[0-9][0-9])-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?!\w)(?!-[0-9])"
+_SSN_BODY = r"[0-9]{2}(?<!000)(?<!666)(?<!9[0-9][0-9])-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?!\w)(?!-[0-9])"
+CARD_REST, SSN_REST = _CARD_SSN_START + _CARD_BODY, _CARD_SSN_START + _SSN_BODY
 # IPv4: four numbers 0-255 without leading zeros (the first one's first digit is taken already).
 IPV4_REST = (
     rf"(?<=[0-9])(?<![\w.][0-9])(?:(?<=2)(?:5[0-5]|[0-4][0-9])|(?<=1)[0-9]{{2}}|(?<=[1-9])[0-9]|)"
@@ -62,10 +65,12 @@ def _alternatives(*kinds: tuple[str, str]) -> str:
 
 
 # The look-behind skips digits inside a number or a lowercase word; the look-ahead skips runs too short to be
-# anything but an IBAN (years, prices, order numbers).
+# anything but an IBAN (years, prices, order numbers). Cards and SSNs share their look-behinds (their shapes
+# exclude each other, as they exclude IPv4 addresses: only the phone number's place in the order matters).
 _NUMBERS = re.compile(
     rf"[+(0-9](?<![0-9a-z_][+(0-9])(?:(?P<IBAN>{IBAN_REST})|(?=[0-9\-\ .()/]{{6}})(?:"
-    + _alternatives(("CREDIT_CARD", CARD_REST), ("US_SSN", SSN_REST), ("IPV4", IPV4_REST), ("PHONE", PHONE_REST))
+    + f"{_CARD_SSN_START}(?:{_alternatives(('CREDIT_CARD', _CARD_BODY), ('US_SSN', _SSN_BODY))})|"
+    + _alternatives(("IPV4", IPV4_REST), ("PHONE", PHONE_REST))
     + "))",
     re.ASCII | re.VERBOSE,
 )
@@ -82,7 +87,17 @@ MAX_CARD_SSN_IPV4_CHARS = 24  # the longest card (19 digits in 5 groups)
 
 class NumbersPass:
     """The numbers pass for the chosen types; `is_phone` decides a phone candidate as written (None: phone
-    numbers are not reported, but their candidates still hide what a scan for phones would hide)."""
+    numbers are not reported, but their candidates still hide what a scan for phones would hide).
+
+    Candidates are resolved as separate scans per type would resolve them:
+
+    * a card, SSN or IPv4 address that fails its check may still be a phone number at the same start;
+    * a phone candidate, valid or not, hides further phone candidates up to its end (a scan for phones alone
+      would have consumed it);
+    * but a card, SSN or IPv4 address starting inside it takes precedence and cuts it short:
+      "12:47:27. 79.50.8.46" holds an IPv4 address, not the phone number "27. 79.50.8.46", and in
+      "+44 20 7946 0958 10.0.0.1" the phone number ends before the address.
+    """
 
     def __init__(self, kinds: Collection[str], is_phone: Callable[[str], bool] | None):
         self.kinds = frozenset(kinds)
@@ -92,17 +107,7 @@ class NumbersPass:
 
     def find(self, text: str, earlier: list[Found]) -> list[Found]:
         """The entities in `text`, in no particular order. `earlier`: what the e-mail and IPv6 passes found (a
-        phone candidate overlapping one of them is not worth checking).
-
-        One search loop over the numbers pattern, resolving candidates as separate scans per type would:
-
-        * a card, SSN or IPv4 address that fails its check may still be a phone number at the same start;
-        * a phone candidate, valid or not, hides further phone candidates up to its end (a scan for phones
-          alone would have consumed it);
-        * but a card, SSN or IPv4 address starting inside it takes precedence and cuts it short:
-          "12:47:27. 79.50.8.46" holds an IPv4 address, not the phone number "27. 79.50.8.46", and in
-          "+44 20 7946 0958 10.0.0.1" the phone number ends before the address.
-        """
+        phone candidate overlapping one of them is not worth checking)."""
         found: list[Found] = []
         phones: list[str] = []  # candidates, checked after the loop: phone rules interleaved with the scan run
         phone_starts: list[int] = []  # about twice as slow, their patterns pushed out of the CPU's caches
@@ -112,7 +117,6 @@ class NumbersPass:
         while (m := search()) is not None:
             kind = m.lastindex
             start, end = m.span()
-            resume = end  # where the scanner goes on from
             if kind == _IBAN:  # the match starts at the check digits; its length is the pattern's check
                 if kind in reported and mod97_valid(text[start - 2 : end].replace(" ", "")):
                     append(("IBAN", start - 2, end))
@@ -121,26 +125,26 @@ class NumbersPass:
                 if kind in reported and (kind != _CARD or card_valid(m.group())):
                     append((reported[kind], start, end))
                     continue
-                m = _PHONE_AT.match(text, start)  # type: ignore[assignment]
-                if m is None:
-                    search = _NUMBERS.scanner(text, start + 1).search
-                    continue
-                end = m.end()
-            candidate = m.group()
-            if _may_hold_inner(candidate) and (inner := self._inner_start(text, start + 1, end)) is not None:
-                m = _PHONE_AT.match(text, start, inner)  # type: ignore[assignment]  # the phone ends before it
-                candidate = m.group() if m is not None else ""
-                end = inner
-            if end != resume:
-                search = _NUMBERS.scanner(text, end).search
+                m = _PHONE_AT.match(text, start)  # type: ignore[assignment]  # it may still be a phone number
+            candidate, until = self._phone_candidate(text, m, start) if m is not None else ("", start + 1)
+            if until != end:  # the scanner would go on from the end of its match
+                search = _NUMBERS.scanner(text, until).search
             if candidate and start >= phones_from and (len(candidate) <= 15 or not candidate.isdigit()):  # E.164
                 phones.append(candidate)
                 phone_starts.append(start)
-            if end > phones_from:
-                phones_from = end
+            phones_from = max(phones_from, until)
         if phones and self.is_phone is not None:
             self._check_phones(phones, phone_starts, earlier, found)
         return found
+
+    def _phone_candidate(self, text: str, m: re.Match[str], start: int) -> tuple[str, int]:
+        """The phone candidate `m` at `start`, and where the scan goes on: before a card, SSN or IPv4 address that
+        starts inside it (the phone candidate then ends before it, if there is one at all)."""
+        candidate, end = m.group(), m.end()
+        if _may_hold_inner(candidate) and (inner := self._inner_start(text, start + 1, end)) is not None:
+            shorter = _PHONE_AT.match(text, start, inner)
+            return (shorter.group() if shorter is not None else ""), inner
+        return candidate, end
 
     def _check_phones(self, phones: list[str], starts: list[int], earlier: list[Found], found: list[Found]) -> None:
         is_phone, taken = self.is_phone, Taken(earlier) if earlier else None
@@ -164,7 +168,7 @@ def _may_hold_inner(candidate: str) -> bool:
     it, and an SSN needs a dash, an address three dots, a card 12 digits. Most phone numbers have none of
     them, and skip the search."""
     return not candidate[:-1].isdigit() and (
-        "-" in candidate or candidate.count(".") >= 3 or len(candidate.translate(NON_DIGITS)) >= 12)
+        "-" in candidate or candidate.count(".") >= 3 or len(candidate.encode().translate(None, SEPARATORS)) >= 12)
 
 
 class Taken:
