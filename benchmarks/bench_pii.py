@@ -11,14 +11,15 @@ kept when libphonenumber calls them valid for the locale's region (the detector'
 number); Faker's others are reported separately. Scores are exact-span matches per entity type; the streamed
 score feeds each document in random 1-40 character chunks through StreamingPIIScanner.
 
-Timings are the best of --repeat runs, each on a freshly built scanner (so no phone-number cache is warm), as
-wall-clock and as CPU time of this process: on a shared machine the CPU time is the steadier of the two.
-Throughput is measured on the corpus as one text, document by document, per entity type (a scanner looking
-for that type only), on TinyShakespeare (plain prose) and on prose with a corpus document every ~2,000
-characters.
+Timings are the best of --repeat runs, each on a freshly built scanner (so no phone-number cache is warm) and a
+freshly collected heap, as wall-clock and as CPU time of this process: on a shared machine the CPU time is the
+steadier of the two. Throughput is measured on the corpus as one text, document by document, per entity type
+(a scanner looking for that type only), on TinyShakespeare (plain prose) and on prose with a corpus document
+every ~2,000 characters. The load average before and after the timings is printed with them.
 
 With --baseline DIR (a directory holding another gensdk_privacy package, e.g. an earlier commit's
-`policies/`), the same timings are taken for it in a subprocess right after ours, and the ratios printed.
+`policies/`), each job is also run for it, in a subprocess, right before or after ours; printed are the ratio
+of the two best-of figures and the median over the rounds of the ratio of each pair of runs.
 With --presidio PYTHON (a separate venv with presidio-analyzer), Presidio's pattern recognisers are measured on
 the same corpus (no spaCy model can be downloaded here, so its NER-based PERSON recogniser cannot run).
 """
@@ -26,9 +27,12 @@ the same corpus (no spaCy model can be downloaded here, so its NER-based PERSON 
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import json
+import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -194,7 +198,8 @@ def run_ours(corpus, seed: int) -> dict:
             pos += step
         stream.finish()
         streamed.append([(e.type, e.start, e.end) for e in stream.entities])
-    return {"scores": score(corpus, predictions), "streamed_scores": score(corpus, streamed)}
+    return {"scores": score(corpus, predictions), "streamed_scores": score(corpus, streamed),
+            "streamed_differs": sum(a != b for a, b in zip(predictions, streamed))}
 
 
 def timing_jobs(texts: list[str]) -> dict:
@@ -217,15 +222,16 @@ def timing_jobs(texts: list[str]) -> dict:
     return jobs
 
 
-def timing_round(jobs: dict) -> dict:
-    """name -> [wall seconds, CPU seconds] of one run of each job."""
-    times = {}
-    for name, (make, run, _) in jobs.items():
-        scanner = make()
-        wall, cpu = time.perf_counter(), time.process_time()
-        run(scanner)
-        times[name] = [time.perf_counter() - wall, time.process_time() - cpu]
-    return times
+def time_job(job: tuple) -> list[float]:
+    """[wall seconds, CPU seconds] of one run of a job, on a fresh scanner and a freshly collected heap: a full
+    collection that garbage of earlier jobs would set off does not land in this one (the scanner's own
+    collections still count)."""
+    make, run, _ = job
+    scanner = make()
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(scanner)
+    return [time.perf_counter() - wall, time.process_time() - cpu]
 
 
 def rates(jobs: dict, rounds: list[dict]) -> dict:
@@ -238,9 +244,15 @@ def rates(jobs: dict, rounds: list[dict]) -> dict:
     return result
 
 
+def speed_ups(ours: list[dict], theirs: list[dict]) -> dict:
+    """Per job, the median over the rounds of (baseline CPU time / our CPU time), the two runs of a job taken
+    back to back: steadier on a shared machine than the ratio of two best-of figures."""
+    return {name: statistics.median(t[name][1] / max(o[name][1], 1e-9) for o, t in zip(ours, theirs)) for name in ours[0]}
+
+
 def run_timings(texts: list[str], args) -> tuple[dict, dict | None]:
-    """Our rates and, with --baseline, the baseline's: its rounds run in a subprocess, each right after ours,
-    so that both see the same load on a shared machine."""
+    """Our rates and, with --baseline, the baseline's: each of its runs in a subprocess right before or after
+    ours of the same job (the order alternating by round), so that both see the same load on a shared machine."""
     jobs = timing_jobs(texts)
     baseline = None
     if args.baseline:
@@ -251,25 +263,36 @@ def run_timings(texts: list[str], args) -> tuple[dict, dict | None]:
             raise SystemExit(f"the baseline in {args.baseline} did not start (see its error above)")
     ours, theirs = [], []
     try:
-        for _ in range(args.repeat):
-            ours.append(timing_round(jobs))
-            if baseline is not None:
-                baseline.stdin.write("round\n")
-                baseline.stdin.flush()
-                theirs.append(json.loads(baseline.stdout.readline()))
+        for round_index in range(args.repeat):
+            ours.append({})
+            theirs.append({})
+            for name, job in jobs.items():
+                if baseline is not None and round_index % 2:
+                    theirs[-1][name] = _baseline_run(baseline, name)
+                ours[-1][name] = time_job(job)
+                if baseline is not None and not round_index % 2:
+                    theirs[-1][name] = _baseline_run(baseline, name)
     finally:
         if baseline is not None:
             baseline.stdin.close()
             baseline.wait(timeout=60)
-    return rates(jobs, ours), (rates(jobs, theirs) if theirs else None)
+    if baseline is None:
+        return rates(jobs, ours), None
+    return rates(jobs, ours), {**rates(jobs, theirs), "speed_up": speed_ups(ours, theirs)}
+
+
+def _baseline_run(baseline: subprocess.Popen, name: str) -> list[float]:
+    baseline.stdin.write(name + "\n")
+    baseline.stdin.flush()
+    return json.loads(baseline.stdout.readline())
 
 
 def serve_rounds(texts: list[str]) -> None:
-    """The baseline side of --baseline: one timing round per line read from stdin, as JSON on stdout."""
+    """The baseline side of --baseline: one run of the job named on each line of stdin, [wall, cpu] as JSON."""
     jobs = timing_jobs(texts)
     print("ready", flush=True)
-    for _ in sys.stdin:
-        print(json.dumps(timing_round(jobs)), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(time_job(jobs[line.strip()])), flush=True)
 
 
 def _prose_with_pii(prose: str, texts: list[str]) -> str:
@@ -348,7 +371,9 @@ def main() -> None:
         return
     results = {"documents": len(corpus), "entities": sum(len(l) for _, l in corpus), **stats,
                "gensdk": run_ours(corpus, args.seed)}
+    load_before = os.getloadavg()[0]
     results["gensdk"]["throughput"], baseline = run_timings(texts, args)
+    results["load_average"] = [load_before, os.getloadavg()[0]]
     if baseline is not None:
         results["baseline"] = {"directory": args.baseline, "throughput": baseline}
     if args.presidio:
@@ -371,14 +396,18 @@ def _print(results: dict) -> None:
         if kind in theirs:
             line += f"  {theirs[kind]['precision']:.4f} / {theirs[kind]['recall']:.4f}"
         print(line)
+    print(f"streamed in 1-40 character chunks: {ours['streamed_differs']} of {results['documents']} documents give "
+          "other entities than the whole text")
     base_tp = results.get("baseline", {}).get("throughput", {})
-    print(f"\nthroughput, MB/s, best of the runs  {'wall':>7} {'cpu':>7}" + ("   baseline wall / cpu   speed-up (cpu)" if base_tp else ""))
+    print(f"\nthroughput, MB/s, best of the runs  {'wall':>7} {'cpu':>7}"
+          + ("   baseline wall / cpu   speed-up (cpu): of the bests, median of pairs" if base_tp else ""))
     for name, t in ours["throughput"].items():
         line = f"  {name:<33} {t['wall']:7.2f} {t['cpu']:7.2f}"
         if name in base_tp:
             b = base_tp[name]
-            line += f"   {b['wall']:7.2f} / {b['cpu']:7.2f}   {t['cpu'] / b['cpu']:5.1f}x"
+            line += f"   {b['wall']:7.2f} / {b['cpu']:7.2f}   {t['cpu'] / b['cpu']:5.2f}x  {base_tp['speed_up'][name]:5.2f}x"
         print(line)
+    print("load average (1 min) before and after the timings: {:.2f}, {:.2f}".format(*results["load_average"]))
     if "presidio" in results:
         p = results["presidio"]
         print("presidio:", p.get("error") or f"{p['mb_per_s_per_document']:.2f} MB/s per document (wall)")

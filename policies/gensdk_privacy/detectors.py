@@ -18,7 +18,6 @@ look-back (see `pii.StreamingPIIScanner`).
 
 from __future__ import annotations
 
-import bisect
 import operator
 from collections.abc import Iterable, Sequence
 
@@ -57,7 +56,7 @@ class EntityFinder:
         if self._ipv6 and ":" in text:
             found += find_ipv6(text)
         if self.numbers is not None:
-            found += self.numbers.find(text, found)
+            found += self.numbers.find(text)
         if self.names is not None:
             found += self.names.find(text)
         return resolve(found) if len(found) > 1 else found
@@ -68,23 +67,38 @@ _RANK = {kind: i for i, kind in enumerate(ENTITY_TYPES)}
 
 
 def resolve(found: list[Found]) -> list[Found]:
-    """Sorted by start; where spans overlap, the type earlier in ENTITY_TYPES wins."""
+    """Sorted by start; where spans overlap, the type earlier in ENTITY_TYPES wins (of one type, the earlier)."""
     found.sort(key=_START)
-    last_end = 0
-    for _, start, end in found:
-        if start < last_end:
-            break
-        last_end = end
-    else:
+    runs = []  # (first, stop) of each run of entities overlapping one another (through each other)
+    first = reach = 0
+    for i, (_, start, end) in enumerate(found):
+        if start >= reach:  # nothing before reaches it: a new run
+            if i - first > 1:
+                runs.append((first, i))
+            first = i
+        if end > reach:
+            reach = end
+    if len(found) - first > 1:
+        runs.append((first, len(found)))
+    if not runs:
         return found  # the usual case: nothing overlaps
-    starts: list[int] = []
     kept: list[Found] = []
-    for entity in sorted(found, key=lambda f: (_RANK[f[0]], f[1])):
-        i = bisect.bisect_left(starts, entity[2])
-        if i == 0 or kept[i - 1][2] <= entity[1]:
-            starts.insert(i, entity[1])
-            kept.insert(i, entity)
-    return kept
+    done = 0
+    for first, stop in runs:  # each run is settled on its own: what is kept in one cannot overlap another
+        kept += found[done:first]
+        kept += _by_rank(found[first:stop])
+        done = stop
+    return kept + found[done:]
+
+
+def _by_rank(run: list[Found]) -> list[Found]:
+    """The entities of a run kept by rank: each one unless it overlaps one of an earlier type (or of its own,
+    starting earlier) kept before it. Runs are short; sorted by start again."""
+    kept: list[Found] = []
+    for entity in sorted(run, key=lambda f: (_RANK[f[0]], f[1])):
+        if all(other[2] <= entity[1] or entity[2] <= other[1] for other in kept):
+            kept.append(entity)
+    return sorted(kept, key=_START)
 
 
 def build_finder(entities: Sequence[str], phone_regions: Sequence[str], phone_leniency: str,
