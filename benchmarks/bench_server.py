@@ -79,6 +79,7 @@ def main() -> None:
     report["load_average_after"] = os.getloadavg()
     report["results"] = _summary(runs)
     report["audit"] = {name: _check_audit(server.config, runs, name) for name, server in servers.items()}
+    report["stages_ms"] = {name: _stages(work / name / "audit.db") for name in TARGETS}
     _print(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -96,6 +97,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--lm", type=Path, help="an LM directory instead of training a tiny one")
     parser.add_argument("--gan", type=Path, help="an image GAN directory instead of training a tiny one")
     parser.add_argument("--diffusion", type=Path, help="a diffusion model directory instead of training a tiny one")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="the models to load-test (default: all three); e.g. --models diffusion to iterate fast")
     parser.add_argument("--json", help="write the report here")
     return parser.parse_args()
 
@@ -112,15 +115,16 @@ def _models(args: argparse.Namespace, work: Path) -> dict[str, Path]:
 
     digits = load_digits()
     data = ImageData(digits.pixels[:500], digits.labels[:500], digits.classes)
-    paths = {"lm": args.lm, "gan": args.gan, "diffusion": args.diffusion}
-    if paths["lm"] is None:
+    given = {"lm": args.lm, "gan": args.gan, "diffusion": args.diffusion}
+    paths = {name: given[name] for name in args.models}
+    if "lm" in paths and paths["lm"] is None:
         text = work / "train.txt"
         text.write_text(_text(), encoding="utf-8")
         options = dict(vocab_size=512, n_layer=2, n_embd=64, n_head=2, context=128, batch_size=16, steps=60, learning_rate=5e-3)
         paths["lm"] = LLMFamily(train_options=options).fit(text).save(work / "lm")
-    if paths["gan"] is None:
+    if "gan" in paths and paths["gan"] is None:
         paths["gan"] = ImageGANFamily({"epochs": 3, "batch_size": 32, "diagnostic_samples": 0}).fit(data).save(work / "gan")
-    if paths["diffusion"] is None:
+    if "diffusion" in paths and paths["diffusion"] is None:
         options = dict(size=8, widths=[8, 16], epochs=2, batch_size=50, train_timesteps=100, class_conditional=True,
                        sample_steps=args.diffusion_steps, license="BSD-3-Clause", data_source="500 scikit-learn digits")
         paths["diffusion"] = DiffusionFamily(train_options=options).fit(data).save(work / "diffusion")
@@ -151,7 +155,7 @@ def _config(folder: Path, paths: dict[str, Path], key_hash: str, batching: bool)
 [models.{name}]
 path = "{paths[name]}"
 batching = {{ enabled = {str(batching).lower()}, max_batch = 8, wait_ms = 5 }}
-""" for name in MODELS)
+""" for name in paths)
     path = folder / "serve.toml"
     path.write_text(f"""
 [server]
@@ -201,7 +205,7 @@ def _rounds(args: argparse.Namespace, servers: dict[str, _Server], python: _Pyth
 
     runs = []
     calls = _requests(args)
-    steps = [(r, model, target) for r in range(args.rounds) for model in MODELS for target in TARGETS]
+    steps = [(r, model, target) for r in range(args.rounds) for model in args.models for target in TARGETS]
     with progress_bar("load test") as progress:
         for done, (index, model, target) in enumerate(steps):
             progress(done, len(steps), f"round {index + 1}: {model} on {target}")
@@ -285,7 +289,7 @@ class _PythonApi:
 
         self.config = load_server_config(config)
         self.engine = Engine(self.config.engine)
-        self.families = {m: self.engine.load_model(self.config.models[m].path) for m in MODELS}
+        self.families = {m: self.engine.load_model(mc.path) for m, mc in self.config.models.items()}
 
     def run(self, model: str, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         family = self.families[model]
@@ -317,7 +321,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per model and target: median throughput over rounds, pooled p50/p99, statuses; per model and server:
     the median over rounds of that round's server / Python API throughput."""
     out: dict[str, Any] = {}
-    for model in MODELS:
+    for model in dict.fromkeys(r["model"] for r in runs):
         mine = [r for r in runs if r["model"] == model]
         rates = {t: [len(r["answers"]) / r["wall_s"] for r in mine if r["target"] == t] for t in TARGETS}
         out[model] = {t: _figures([r for r in mine if r["target"] == t]) for t in TARGETS}
@@ -369,6 +373,21 @@ def _check_audit(config: Path, runs: list[dict[str, Any]], target: str) -> dict[
             "requests_with_several_records": len(by_request) - len(set(by_request))}
 
 
+def _stages(audit: Path) -> dict[str, dict[str, float]]:
+    """Per model, the median time of each engine stage over the generation records (the audit record's
+    timings_ms): where a target spends its time, side by side with the Python API's."""
+    from gensdk.audit import open_audit_sink
+
+    with open_audit_sink(str(audit), create=False) as sink:
+        bodies = [r["body"] for r in sink.records() if r["body"].get("kind") == "generation"]
+    out: dict[str, dict[str, float]] = {}
+    for model in dict.fromkeys(b["model"]["family"] for b in bodies if isinstance(b.get("model"), dict)):
+        timings = [b.get("timings_ms", {}) for b in bodies if b["model"].get("family") == model]
+        stages = dict.fromkeys(k for t in timings for k in t)
+        out[model] = {k: round(statistics.median(t.get(k, 0.0) for t in timings), 2) for k in stages}
+    return out
+
+
 def _image_digest(b64: str) -> str:
     """The digest gensdk records for an image: of its uint8 pixels with their shape (ImageOutput.digest)."""
     import numpy as np
@@ -393,6 +412,9 @@ def _print(report: dict[str, Any]) -> None:
                   f"{f['p99_ms']:>9.1f}{shown:>8}{f['cpu_ms_per_request']:>8.2f}  {f['statuses']}")
     for target, audit in report["audit"].items():
         print(f"audit of the {target} server: {audit}")
+    for target, models in report["stages_ms"].items():
+        for model, stages in models.items():
+            print(f"median stage ms, {model} on {target}: {stages}")
 
 
 if __name__ == "__main__":

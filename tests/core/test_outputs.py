@@ -137,3 +137,18 @@ def test_table_text_with_nulls_keeps_them_distinct_from_the_string_none() -> Non
     with_null = pd.DataFrame({"c": pd.Series(["a", None], dtype=pd.StringDtype("pyarrow"))})
     with_word = pd.DataFrame({"c": pd.Series(["a", "None"], dtype=pd.StringDtype("pyarrow"))})
     assert TableOutput(with_null).digest() != TableOutput(with_word).digest()
+
+
+@pytest.mark.parametrize("table", [
+    pd.DataFrame({"age": [39, 50], "c": pd.Series(["a", "bé"], dtype=pd.StringDtype("pyarrow"))}),
+    pd.DataFrame({"big_endian": pd.Series([1, 2, 3], dtype=">i4"), "f": [0.5, -1.0, 2.0]}),
+    pd.DataFrame({"c": pd.Series(["x", "y", "z", "w"], dtype=pd.StringDtype("pyarrow")).iloc[1:3]}),
+    pd.DataFrame({"mixed": pd.Series(["1", 1, None], dtype=object)}),
+    pd.DataFrame({"empty": pd.Series([], dtype="float32"), "s": pd.Series([], dtype=pd.StringDtype("pyarrow"))}),
+])
+def test_table_digest_hashes_exactly_the_canonical_bytes(table: pd.DataFrame) -> None:
+    # digest() streams the pieces into the hash without joining them: it must hash the very same bytes
+    import hashlib
+
+    output = TableOutput(table)
+    assert output.digest() == hashlib.sha256(output.canonical_bytes()).hexdigest()
