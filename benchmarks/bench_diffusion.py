@@ -14,7 +14,8 @@ Each repetition times three calls back to back, rotating which goes first: the p
 user would (`pipeline(...)`: diffusers runs it under `torch.no_grad`), the same call under
 `torch.inference_mode` (what the engine wraps generation in: a strict comparison of the engine's own cost),
 and `Engine.generate`, which includes everything a user pays: request validation, the policy runner, output
-digests, the SQLite audit commit. Reported: median images/s of each and the engine's ratio to both.
+digests, the SQLite audit commit. Reported: median images/s of each and the engine's ratio to both, as the
+ratio of the medians and as the median of each repetition's own ratio.
 
     .venv/bin/python benchmarks/bench_diffusion.py [--reps 15] [--batch 4] [--steps 10] [--threads 1]
 """
@@ -147,7 +148,16 @@ def measure(calls: dict[str, Callable[[], Any]], reps: int, batch: int, sync: Ca
     return {"images_per_s": {k: round(v, 3) for k, v in rate.items()},
             "median_s": {k: round(statistics.median(t), 4) for k, t in times.items()},
             "ratio_engine_to_direct": round(rate["engine"] / rate["direct"], 4),
-            "ratio_engine_to_direct_inference_mode": round(rate["engine"] / rate["direct_inference_mode"], 4)}
+            "ratio_engine_to_direct_inference_mode": round(rate["engine"] / rate["direct_inference_mode"], 4),
+            # each repetition's own ratio (its calls seconds apart), median over repetitions: steadier than the
+            # ratio of medians when the machine's load drifts during the run
+            "paired_ratio_engine_to_direct": _paired(times["direct"], times["engine"]),
+            "paired_ratio_engine_to_direct_inference_mode": _paired(times["direct_inference_mode"], times["engine"])}
+
+
+def _paired(reference: list[float], engine: list[float]) -> float:
+    """Median over repetitions of (reference seconds / engine seconds): the engine's images/s ratio."""
+    return round(statistics.median(r / e for r, e in zip(reference, engine)), 4)
 
 
 def main() -> None:
