@@ -2,6 +2,7 @@
 
     scanner = PIIScanner(["EMAIL", "PHONE"])
     entities = scanner.scan("write to ada@example.org")      # [Entity("EMAIL", 9, 24)]
+    scanner.scan_many(["ada@example.org", "no PII"])         # [[Entity("EMAIL", 0, 15)], []]: one pass for both
 
 Findings carry the entity type and its span, never the value: they go to the audit trail. Texts are scanned in
 windows of `WINDOW_CHARS` (with `lookback_chars` of overlap), so a huge output costs bounded extra memory; a
@@ -11,8 +12,10 @@ has seen until it knows no entity crosses them.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +69,35 @@ class PIIScanner:
         """Entities in `text`, sorted by start, non-overlapping."""
         if len(text) <= WINDOW_CHARS:
             return [_as_entity(Entity, found) for found in self.finder.find(text)]
+        return self._scan_windows(text)
+
+    def scan_many(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """`[scan(t) for t in texts]`, found in fewer, longer passes: short texts are joined by `SEPARATOR`
+        (up to `WINDOW_CHARS` at a time), scanned as one, and the entities handed back by offset. One call per
+        short text costs about 1.5 times as much: the per-call setup, and the phone rules checked after each
+        text evict the scan's patterns from the CPU caches."""
+        results: list[list[Entity]] = [[] for _ in texts]
+        for first, stop in _groups(texts):
+            if stop - first == 1:
+                results[first] = self.scan(texts[first])
+            else:
+                self._scan_joined(texts, first, stop, results)
+        return results
+
+    def _scan_joined(self, texts: Sequence[str], first: int, stop: int, results: list[list[Entity]]) -> None:
+        """Scan texts[first:stop] joined; each entity goes to the text it lies in (none crosses a separator)."""
+        group = texts[first:stop]
+        # where each text starts in the joined text, and where the joined text ends (plus a separator)
+        bounds = list(itertools.accumulate((len(text) + len(SEPARATOR) for text in group), initial=0))
+        offset, following, entities = 0, 0, results[first]
+        for kind, start, end in self.finder.find(SEPARATOR.join(group)):
+            if start >= following:  # sorted by start: only a new text's first entity looks its text up
+                index = bisect.bisect_right(bounds, start) - 1
+                offset, following, entities = bounds[index], bounds[index + 1], results[first + index]
+            entities.append(_as_entity(Entity, (kind, start - offset, end - offset)))
+
+    def _scan_windows(self, text: str) -> list[Entity]:
+        """A text longer than a window, window by window: memory beyond the text itself stays bounded."""
         found: list[Entity] = []
         step = WINDOW_CHARS - self.lookback_chars
         for start in range(0, len(text), step):
@@ -75,6 +107,28 @@ class PIIScanner:
                 if context <= a < context + step:
                     found.append(Entity(kind, a + start - context, b + start - context))
         return found
+
+
+# The text boundary between joined texts. No pattern's character classes hold "\n" or "\x00" (none uses \s,
+# a negated class or an unescaped dot), so no entity crosses it, and every look-around reads it as it reads the
+# start or end of a text; the tests compare scan_many with scan on texts built to probe each of them.
+SEPARATOR = "\n\x00\n"
+
+
+def _groups(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """(first, stop) of runs of texts that, joined, fit in one window; a longer text is a run of its own."""
+    if sum(map(len, texts)) + len(SEPARATOR) * len(texts) <= WINDOW_CHARS:  # the usual micro-batch: one run
+        return [(0, len(texts))] if texts else []
+    groups: list[tuple[int, int]] = []
+    first, size = 0, 0
+    for i, text in enumerate(texts):
+        if i > first and size + len(SEPARATOR) + len(text) > WINDOW_CHARS:
+            groups.append((first, i))
+            first, size = i, 0
+        size += len(text) + (len(SEPARATOR) if i > first else 0)
+    if texts:
+        groups.append((first, len(texts)))
+    return groups
 
 
 # -- actions --------------------------------------------------------------------------------------------------
@@ -250,9 +304,10 @@ class PIIPolicy(Policy):
         if self.options.prompts == "ignore":
             return []
         texts = list(request.prompts or []) + [m.get("content", "") for conv in request.messages or [] for m in conv]
+        checked = [self._checked(text, f"prompt {index}") for index, text in enumerate(texts)]
         findings = []
-        for index, text in enumerate(texts):
-            for entity in self.scanner.scan(self._checked(text, f"prompt {index}")):
+        for index, entities in enumerate(self.scanner.scan_many(checked)):
+            for entity in entities:
                 findings.append(Finding(
                     "pii-in-prompt", f"prompt {index} contains {_article(entity.type)}",
                     violation=self.options.prompts == "block", span=(entity.start, entity.end),
@@ -263,14 +318,14 @@ class PIIPolicy(Policy):
     @hookimpl
     def transform_output(self, outputs: list[Output], context: GenerationContext) -> list[Finding]:
         """Scan each text; redact, mask or hash in place; report 'block' entities as violations."""
+        indexed = [(index, output) for index, output in enumerate(outputs) if isinstance(output, TextOutput)]
+        texts = [self._checked(output.text, f"output {index}") for index, output in indexed]
         findings: list[Finding] = []
-        for index, output in enumerate(outputs):
-            if isinstance(output, TextOutput):
-                findings += self._transform_one(index, output)
+        for (index, output), entities in zip(indexed, self.scanner.scan_many(texts)):  # the micro-batch in one pass
+            findings += self._transform_one(index, output, entities)
         return findings
 
-    def _transform_one(self, index: int, output: TextOutput) -> list[Finding]:
-        entities = self.scanner.scan(self._checked(output.text, f"output {index}"))
+    def _transform_one(self, index: int, output: TextOutput, entities: list[Entity]) -> list[Finding]:
         if not entities:
             return []
         output.text, new_spans = apply_actions(output.text, entities, self.replacement)
