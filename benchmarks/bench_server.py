@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_server.py                  # tiny LM, image GAN and diffusion model, trained here
     .venv/bin/python benchmarks/bench_server.py --requests 64 --concurrency 8 --rounds 3 --json out.json
+    .venv/bin/python benchmarks/bench_server.py --models diffusion --bursts 4     # one model, finer turns
 
 What it does:
 
@@ -16,13 +17,15 @@ What it does:
    same model), the batching server and the plain server, each with the same --requests requests sent
    --concurrency at a time (each bounded by --timeout). Interleaving keeps the ratios honest on a machine
    whose load from other jobs drifts: each round's ratio compares runs a few seconds apart, and the report
-   gives the median over rounds.
+   gives the median over rounds. With --bursts K the targets take turns K times a round, each on its next
+   share of the requests, so a round's ratio compares runs about a second apart.
    Besides throughput and latency, each run's CPU time per request: the server process's (from /proc,
    the load generator excluded) and, for the Python API, this process's. CPU time is less disturbed than
    wall time by other jobs on a shared machine.
 4. Afterwards opens each server's audit trail and checks: the chain verifies (`gensdk audit verify`), every
    answer's audit record exists, every released output's digest is in its record (no output without a
-   record), and no request left more than one record.
+   record), and no request left more than one record. From every trail (the Python API's too) it reports the
+   median time of each engine stage (the records' `timings_ms`): where a target spends its time.
 
 The load generator is http.client with one keep-alive connection per thread; answers are parsed after the
 clock stops. It shares the machine's cores with the servers, so it must cost little: httpx took ~5 ms of CPU
@@ -68,11 +71,12 @@ def main() -> None:
     key = _key()
     report: dict[str, Any] = {"requests_per_model": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
                               "load_average_before": os.getloadavg()}
-    servers = {name: _Server(_config(work / name, paths, key[1], name == "batching")) for name in TARGETS[1:]}
+    servers = {name: _Server(_config(work / name, paths, key[1], name == "batching", args.generation_threads))
+               for name in TARGETS[1:]}
     try:
         for server in servers.values():
             server.start()
-        runs = _rounds(args, servers, _PythonApi(_config(work / "python-api", paths, key[1], False)), key[0])
+        runs = _rounds(args, servers, _PythonApi(_config(work / "python-api", paths, key[1], False, 1)), key[0])
     finally:
         for server in servers.values():
             server.stop()
@@ -93,6 +97,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--images", type=int, default=2, help="images per image request")
     parser.add_argument("--diffusion-steps", type=int, default=10, help="DDIM steps of the trained diffusion model")
+    parser.add_argument("--bursts", type=int, default=1,
+                        help="split each round's requests into this many bursts, the targets taking turns burst by "
+                             "burst: the ratios then compare runs seconds apart (a shared machine's load drifts)")
+    parser.add_argument("--generation-threads", type=int, default=8, help="the servers' [server] generation_threads")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
     parser.add_argument("--lm", type=Path, help="an LM directory instead of training a tiny one")
     parser.add_argument("--gan", type=Path, help="an image GAN directory instead of training a tiny one")
@@ -146,7 +154,7 @@ def _key() -> tuple[str, str]:
     return key, hash_key(key)
 
 
-def _config(folder: Path, paths: dict[str, Path], key_hash: str, batching: bool) -> Path:
+def _config(folder: Path, paths: dict[str, Path], key_hash: str, batching: bool, threads: int) -> Path:
     from gensdk_watermark.keys import create_key_file
 
     folder.mkdir(parents=True)
@@ -161,6 +169,7 @@ batching = {{ enabled = {str(batching).lower()}, max_batch = 8, wait_ms = 5 }}
 [server]
 host = "127.0.0.1"
 port = 0
+generation_threads = {threads}
 log_level = "warning"
 
 [engine]
@@ -200,25 +209,45 @@ def _requests(args: argparse.Namespace) -> dict[str, list[tuple[str, dict[str, A
 
 
 def _rounds(args: argparse.Namespace, servers: dict[str, _Server], python: _PythonApi, key: str) -> list[dict[str, Any]]:
-    """[{round, model, target, wall_s, latencies, answers}] for every round, model and target, interleaved."""
+    """[{round, model, target, wall_s, latencies, answers, cpu_s}] for every round, model and target. Within a
+    round the targets take turns burst by burst (--bursts), and each target's figures add up its bursts."""
     from gensdk.cli.progress import progress_bar
 
     runs = []
     calls = _requests(args)
-    steps = [(r, model, target) for r in range(args.rounds) for model in args.models for target in TARGETS]
+    size = -(-args.requests // args.bursts)
+    steps = [(r, model, b, target) for r in range(args.rounds) for model in args.models
+             for b in range(args.bursts) for target in TARGETS]
     with progress_bar("load test") as progress:
-        for done, (index, model, target) in enumerate(steps):
-            progress(done, len(steps), f"round {index + 1}: {model} on {target}")
+        for done, (index, model, burst, target) in enumerate(steps):
+            progress(done, len(steps), f"round {index + 1}: {model} on {target}, burst {burst + 1}")
+            part = calls[model][burst * size:(burst + 1) * size]
             if target == "python-api":
-                run = python.run(model, calls[model])
+                run = python.run(model, part)
             else:
                 cpu = servers[target].cpu_s()
-                run = _load(servers[target].url, key, calls[model], args)
+                run = _load(servers[target].url, key, part, args)
                 run["cpu_s"] = servers[target].cpu_s() - cpu
             runs.append({"round": index, "model": model, "target": target, **run})
         progress(len(steps), len(steps), "done")
     python.close()
-    return runs
+    return _joined(runs)
+
+
+def _joined(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per round, model and target: its bursts' times, latencies and answers added up."""
+    joined: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for run in runs:
+        key = (run["round"], run["model"], run["target"])
+        if key not in joined:
+            joined[key] = {**run, "latencies": list(run["latencies"]), "answers": list(run["answers"])}
+            continue
+        into = joined[key]
+        into["wall_s"] += run["wall_s"]
+        into["cpu_s"] += run["cpu_s"]
+        into["latencies"] += run["latencies"]
+        into["answers"] += run["answers"]
+    return list(joined.values())
 
 
 class _Server:

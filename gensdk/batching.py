@@ -21,8 +21,10 @@ Many threads call `generate` at once (an HTTP server's workers). Each call runs 
    then its own audit record is committed. A policy that hangs on one request holds up that request only.
 
 How long a leader waits for company: up to `wait_s` while a request that could join is still in its
-`check_request`, since it will arrive within one policy pass, and before the first call (its cost is not
-known yet); otherwise at most a quarter of the model's recent call time (capped by `wait_s`). Waiting 5 ms for company that may not come costs more than it saves
+`check_request`, since it will arrive within one policy pass; not at all while requests that cannot join
+are queued (the model is then the bottleneck: idling it delays them, and a latecomer joins the next call);
+up to `wait_s` before the first call (its cost is not known yet); otherwise at most a quarter of the
+model's recent call time (capped by `wait_s`). Waiting 5 ms for company that may not come costs more than it saves
 when a call takes 2 ms (a small image GAN: the old fixed window made batching slower than none), and little
 when a call takes 100 ms (an LM writing 16 tokens).
 
@@ -225,8 +227,14 @@ class Batcher:
                 self._gathering = None
 
     def _patience(self, key: str) -> float:
-        if self._checking.get(key) or self._call_s is None:  # a run that can join is in check_request: it
-            return self.wait_s  # will be here shortly; or the call's cost is not known yet
+        """How long, from the start of gathering, the leader may wait for company (called with the lock held,
+        after the compatible queued runs were taken)."""
+        if self._checking.get(key):  # a run that can join is in check_request: it will be here shortly
+            return self.wait_s
+        if self._queue:  # runs that cannot join are waiting for the model: every moment it idles delays
+            return 0.0  # them, and a latecomer joins the next call anyway (diffusion, one class a request)
+        if self._call_s is None:  # the call's cost is not known yet
+            return self.wait_s
         return min(self.wait_s, WAIT_SHARE * self._call_s)
 
     def _nudge(self) -> None:

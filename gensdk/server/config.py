@@ -76,6 +76,8 @@ class LimitsConfig(_Strict):
     max_rows: int = Field(100_000, ge=1)  # rows of one table request
     # Characters held back while streaming, so output policies see a span before it is released.
     stream_lookback: int = Field(64, ge=0)
+    # A stream with nothing to send for this long (waiting for a generation thread) sends a keep-alive comment.
+    stream_ping_s: float = Field(15.0, gt=0)
 
 
 class BatchingConfig(_Strict):

@@ -1,11 +1,11 @@
 """The gate every HTTP request passes before the application sees it (a plain ASGI middleware).
 
-In order: a request id; for /v1/ paths the API key (401) and the key's rate (429), both before a byte of the
-body is read, so an unknown caller costs one header lookup; then the body, read whole under a size limit
-(413, at once when Content-Length says so) and a time limit (408: slow uploads cannot hold a worker), and
-replayed to the application. Later `receive` calls go to the client, so a streaming endpoint still hears a
-disconnect. One log line per request: method, path (no query string), status, time, key *name*, request id.
-Keys, prompts and bodies are never logged.
+In order: a request id (a proxy's well-formed `X-Request-ID`, else our own); for /v1/ paths the API key (401)
+and the key's rate (429), both before a byte of the body is read, so an unknown caller costs one header
+lookup; then the body, read whole under a size limit (413, at once when Content-Length says so) and a time
+limit (408: slow uploads cannot hold a worker), and replayed to the application. Later `receive` calls go
+to the client, so a streaming endpoint still hears a disconnect. One log line per request: method, path (no
+query string), status, time, key *name*, request id. Keys, prompts and bodies are never logged.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["Gate"]
 
 log = logging.getLogger("gensdk.server.access")
+
+# An incoming X-Request-ID is adopted when it looks like an id (Ray Serve's and most proxies' are UUIDs), so a
+# request has one id from the proxy's log to the audit record. It goes into headers, logs and the record's
+# `http:<key name>:<id>`: no colons, spaces or control characters, and a bounded length.
+_INCOMING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,15 +64,16 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = self._ids.next()
+        headers = _headers(scope)
+        rid = _incoming_id(headers) or self._ids.next()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         started, status = time.perf_counter(), [0]
         send = _tagged(send, rid, status)
         try:
             if _route_path(scope).startswith("/v1/"):
-                state["principal"] = self._admit(_headers(scope))
-            body = await self._read_body(scope, receive)
+                state["principal"] = self._admit(headers)
+            body = await self._read_body(headers, receive)
         except _Refused as refused:
             await _send_error(send, refused, rid)
         else:
@@ -91,10 +98,10 @@ class Gate:
                            {"Retry-After": str(max(1, math.ceil(wait)))})
         return principal
 
-    async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes | None:
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
         """The whole body, or None when the client went away while sending it."""
         limit = self.limits.max_body_bytes
-        declared = _headers(scope).get("content-length", "")
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _Refused(413, "request_too_large", f"the request body is {declared} bytes; the limit is {limit}")
         chunks, size = [], 0
@@ -126,6 +133,12 @@ class _RequestIds:
         if self._pid != os.getpid():  # a forked worker must not repeat its parent's ids
             self._pid, self._prefix, self._count = os.getpid(), secrets.token_hex(8), itertools.count()
         return f"req_{self._prefix}{next(self._count):016x}"
+
+
+def _incoming_id(headers: dict[str, str]) -> str | None:
+    """The client's or proxy's X-Request-ID when it is well-formed; None (we mint one) otherwise."""
+    presented = headers.get("x-request-id", "")
+    return presented if _INCOMING_ID.fullmatch(presented) else None
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:

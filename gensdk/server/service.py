@@ -51,6 +51,7 @@ class Service:
             self.close()
             raise
         self._limiter: Any = None
+        self._unbounded: Any = None
         self._busy = 0
 
     def _load(self, name: str, mc: ModelConfig) -> ServedModel:
@@ -84,23 +85,46 @@ class Service:
         import anyio
 
         listen = self.config.server
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(listen.generation_threads)
         if self._busy >= listen.generation_threads + listen.max_pending:
             raise ApiError(503, "overloaded", "too many requests are waiting; retry shortly", headers={"Retry-After": "1"})
         self._busy += 1
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads())
         finally:
             self._busy -= 1
 
-    async def run_admitted(self, fn: Callable[..., T], *args: Any) -> T:
-        """Like `run`, for a request already admitted (the next chunk of a stream): never refused."""
+    async def hold_thread(self, borrower: object, wait_s: float) -> bool:
+        """For a request already admitted (the next chunk of a stream): reserve one of the generation threads
+        for `borrower`, waiting at most `wait_s`. False when none came free in time (nothing is held then);
+        never refused. A stream uses the wait to send a keep-alive between two pieces (see gensdk.server.text)."""
+        import anyio
+
+        with anyio.move_on_after(wait_s):
+            await self._threads().acquire_on_behalf_of(borrower)
+            return True
+        return False
+
+    async def run_held(self, borrower: object, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work on the thread `hold_thread` reserved for `borrower`, then give it back."""
+        import anyio
+
+        try:
+            # The place is already counted against generation_threads: run outside that limiter (in a
+            # thread of an unbounded one, so anyio's default of 40 threads caps nothing).
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._unbounded)
+        finally:
+            self._threads().release_on_behalf_of(borrower)
+
+    def _threads(self) -> Any:
+        """The generation threads' limiter, made on first use (inside the event loop, as anyio wants)."""
+        import math
+
         import anyio
 
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.config.server.generation_threads)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            self._unbounded = anyio.CapacityLimiter(math.inf)
+        return self._limiter
 
     def close(self) -> None:
         for served in getattr(self, "models", {}).values():

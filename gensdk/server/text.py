@@ -12,6 +12,10 @@ once the connection accepts data again: after each event an empty write waits (u
 the client has drained the connection's buffer. A client that never does is dropped at that wait, when
 every piece taken has been handed to the connection, so the record holds exactly that text. No generation
 thread waits on a slow client: the wait is on the event loop, between two pieces.
+
+Keep-alive comments go through the same path: written by the stream itself while it waits for a generation
+thread between two pieces, and drained before the next piece is taken (`_next_piece`); sse-starlette's own
+ping task, which writes whenever its timer fires, is off.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import json
 import logging
 import threading
 import time
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 
 from gensdk.errors import GensdkError, OutputBlocked
@@ -212,8 +218,10 @@ async def _stream(service: Service, served: ServedModel, generation: dict[str, A
     except BaseException:
         await _close_shielded(pump)
         raise
-    frames = _frames(service, pump, first, _Chunker(model, chat, rid))
-    return _EventStream(frames, send_timeout=service.config.limits.send_timeout_s, ping=15)
+    limits = service.config.limits
+    frames = _frames(service, pump, first, _Chunker(model, chat, rid), limits.stream_ping_s)
+    # ping=0: sse-starlette's own keep-alive task is off; _frames sends them (see _next_piece).
+    return _EventStream(frames, send_timeout=limits.send_timeout_s, ping=0)
 
 
 class _EventStream(EventSourceResponse):
@@ -256,14 +264,20 @@ class _Chunker:
         return {**body, "request_id": self.rid, **result_fields(result)}
 
 
-async def _frames(service: Service, pump: _Pump, first: str | None, chunker: _Chunker) -> AsyncIterator[dict[str, str]]:
+async def _frames(service: Service, pump: _Pump, first: str | None, chunker: _Chunker,
+                  ping_s: float) -> AsyncIterator[dict[str, str] | bytes | ServerSentEvent]:
     try:
         piece = first
         while piece is not None:
             if piece:
                 yield _event(chunker.piece(piece))
                 yield _WRITABLE  # the next piece is taken only once the client drains the connection
-            piece = await service.run_admitted(pump.next)
+            async with aclosing(_next_piece(service, pump, ping_s)) as frames:
+                async for frame in frames:
+                    if isinstance(frame, _Piece):
+                        piece = frame.text
+                    else:
+                        yield frame
         yield _event(chunker.final(pump.stream.result))  # type: ignore[arg-type]
         yield {"data": "[DONE]"}
     except GensdkError as exc:  # blocked, or the model failed: the record is committed; no content follows
@@ -272,6 +286,26 @@ async def _frames(service: Service, pump: _Pump, first: str | None, chunker: _Ch
         yield _event(error_body(error.type, error.message, chunker.rid, **extra))
     finally:
         await _close_shielded(pump)
+
+
+@dataclass
+class _Piece:
+    text: str | None  # None: the stream has ended
+
+
+async def _next_piece(service: Service, pump: _Pump, ping_s: float) -> AsyncIterator[Any]:
+    """Keep-alive frames while the stream waits for a generation thread, then the next piece (a _Piece).
+
+    The stream writes its keep-alives itself, only between two pieces: each is drained like a piece before
+    the next piece is taken, and none is written while a piece is being taken. A ping written by another
+    task while a piece was being generated could fill the connection's buffer; the piece, already counted
+    as released, would then be in the record and never delivered. (So a model slower than `stream_ping_s`
+    a piece sends no keep-alive meanwhile; each piece is a write of its own.)"""
+    borrower = object()
+    while not await service.hold_thread(borrower, ping_s):
+        yield _PING
+        yield _WRITABLE
+    yield _Piece(await service.run_held(borrower, pump.next))
 
 
 async def _close_shielded(pump: _Pump) -> None:
@@ -283,6 +317,8 @@ async def _close_shielded(pump: _Pump) -> None:
             await anyio.to_thread.run_sync(pump.close)
 
 
+# A comment line (`: ping`): clients and proxies see traffic, EventSource ignores it.
+_PING = ServerSentEvent(comment="ping")
 # An empty write: uvicorn sends nothing, but first waits (under send_timeout_s) while its buffer for this
 # connection is full. uvicorn waits *before* writing, so without it a timed-out piece would be counted as
 # released but never written.

@@ -60,6 +60,29 @@ class HangOnWord(Policy):
             time.sleep(self.options.seconds)
 
 
+class SlowOnce(Policy):
+    """Sleeps once in inspect_output, the first time it sees a text of `after_chars` or more: one slow piece
+    in the middle of a stream."""
+
+    id = "slow-once"
+    version = "1"
+    modalities = frozenset({"text"})
+
+    class Options(PolicyOptions):
+        after_chars: int
+        seconds: float
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.slept = threading.Event()
+
+    @hookimpl
+    def inspect_output(self, outputs: list[Any], context: Any) -> None:
+        if not self.slept.is_set() and any(len(o.text) >= self.options.after_chars for o in outputs):
+            self.slept.set()
+            time.sleep(self.options.seconds)
+
+
 class ForceText(Policy):
     """Makes the model write the given tokens (a logits processor), so a test knows what will be streamed."""
 
@@ -97,6 +120,7 @@ class TestPolicies:
     def register_policies(self, register: Any) -> None:
         register(HangOnWord)
         register(ForceText)
+        register(SlowOnce)
 
 
 def plugins() -> list[Any]:

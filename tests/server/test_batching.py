@@ -92,3 +92,21 @@ def test_families_that_cannot_merge_run_through_the_engine(tmp_path):
         assert merge_kind(model) is None
         assert batcher.generate(n=2, seed=1).texts == ["text 1-0", "text 1-1"]
         assert batcher.calls == 0
+
+
+def test_a_leader_does_not_idle_the_model_while_requests_that_cannot_join_wait(tmp_path, models):
+    """Two requests for different classes cannot share a call. The first call's leader would wait up to
+    wait_s (its cost is not known yet); once the other request is queued behind it, waiting only delays it."""
+    with _engine(tmp_path) as engine:
+        batcher = Batcher(engine, engine.load_model(models["gan"]), max_batch=8, wait_s=60.0)
+        start = threading.Barrier(2)
+
+        def ask(label):
+            start.wait()
+            return batcher.generate(n=1, conditions={"class": label})
+
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(ask, label) for label in ("1", "2")]
+            results = [f.result(timeout=20) for f in futures]  # not the 60 s wait for company that cannot come
+        batcher.close()
+    assert [len(r.outputs) for r in results] == [1, 1] and batcher.calls == 2

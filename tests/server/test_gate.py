@@ -153,3 +153,21 @@ def test_the_key_check_covers_the_routes_under_a_root_path(server) -> None:
 
     assert asyncio.run(ask({})).status_code == 401
     assert asyncio.run(ask({"Authorization": f"Bearer {KEYS['all']}"})).status_code == 200
+
+
+def test_a_well_formed_incoming_request_id_is_kept_end_to_end(server):
+    """A proxy's id (Ray Serve sends a UUID) names the answer and the audit record: one id per request."""
+    proxy_id = "0b3c9a6e-5f1d-4c2b-9e8a-7d6f5e4c3b2a"
+    with server.client() as client:
+        response = client.post("/v1/images/generations", json={"model": "gan", "n": 1}, headers={"X-Request-ID": proxy_id})
+    assert response.status_code == 200
+    assert response.headers.get_list("x-request-id") == [proxy_id] and response.json()["request_id"] == proxy_id
+    assert server.record(response.json()["audit_record_id"])["body"]["request_id"] == f"http:all:{proxy_id}"
+
+
+@pytest.mark.parametrize("presented", ["", "a" * 129, "has space", "colon:inside", "-leading-dash", "new\tline", "é"])
+def test_a_malformed_incoming_request_id_is_replaced_by_our_own(server, presented):
+    with server.client(key=None) as client:
+        response = client.get("/healthz", headers={"X-Request-ID": presented.encode("utf-8")})
+    assert response.status_code == 200
+    assert response.headers.get_list("x-request-id")[0].startswith("req_") and len(response.headers.get_list("x-request-id")) == 1

@@ -53,6 +53,26 @@ def test_a_client_that_stops_reading_is_dropped_with_an_exact_record(live, model
     assert "Exception in ASGI application" not in caplog.text and FORCED[:20] not in caplog.text
 
 
+def test_a_keep_alive_never_strands_a_taken_piece(live, long_lm, lm_tokenizer, api_keys, parse_sse):
+    """The client stops reading while the model takes 3 s over one piece (a slow policy pass), with a
+    keep-alive due every 2 ms. Keep-alives written during those 3 s would fill the connection's buffer, and
+    the piece, taken meanwhile, would be in the record and never delivered. Written only between pieces
+    (and drained like them), they cannot: the piece reaches the connection, and the record is exactly the
+    text the client was handed."""
+    ids = lm_tokenizer(FORCED, add_special_tokens=False)["input_ids"]
+    slow = {"id": "slow-once", "options": {"after_chars": 40, "seconds": 3.0}}
+    with live(served={"long": long_lm}, send_buffer=SERVER_BUFFER,
+              policies=[{"id": "force-text", "options": {"token_ids": ids}}, slow],
+              limits={"send_timeout_s": 1.0, "stream_lookback": 0, "max_tokens": 1500, "stream_ping_s": 0.002}) as srv:
+        sock, head = _stalled_stream(srv.port, api_keys["all"], max_tokens=len(ids))
+        rid = next(line[13:].strip().decode() for line in head.split(b"\r\n") if line.lower().startswith(b"x-request-id:"))
+        record = srv.wait_for_record(f"http:all:{rid}", timeout=30)
+        received = _body(head + _read_to_end(sock))
+    sent = "".join(json.loads(e["data"])["choices"][0]["text"] for e in parse_sse(_Lines(received)))
+    assert len(sent) > 40  # the slow piece was delivered, and the stream went on until the buffer was full
+    assert record["body"]["outputs"][0]["digest"] == hashlib.sha256(sent.encode()).hexdigest()
+
+
 def _stalled_stream(port: int, key: str, max_tokens: int) -> tuple[socket.socket, bytes]:
     """Send a streaming request, read the head and a little of the stream, then stop reading (the socket
     stays open)."""

@@ -69,3 +69,42 @@ def test_disconnect_mid_stream_commits_the_record(live, parse_sse):
         assert "stream closed by the client" in record["body"]["error"]  # what it was sent, no more
         assert srv.audit.verify().ok
 
+
+
+def test_a_stream_waiting_for_a_generation_thread_sends_keep_alives(live, long_lm, lm_tokenizer, parse_sse):
+    """One generation thread; mid-stream, a request whose policy pass takes 1.5 s takes it. The stream waits
+    for it between two pieces and sends `: ping` comments meanwhile; the text and its record are unchanged."""
+    import threading
+
+    text = "the night is sweet and fair and good my lord " * 40
+    ids = lm_tokenizer(text, add_special_tokens=False)["input_ids"]
+    policies = [{"id": "force-text", "options": {"token_ids": ids}},
+                {"id": "hang-on-word", "options": {"word": "hang", "seconds": 1.5}}]
+    with live(served={"long": long_lm}, policies=policies, server={"generation_threads": 1},
+              limits={"stream_lookback": 0, "max_tokens": 1500, "stream_ping_s": 0.05}) as srv, srv.client() as client:
+        hanging: list = []
+        other = threading.Thread(target=lambda: hanging.append(
+            client.post("/v1/completions", json={"model": "long", "prompt": "hang", "max_tokens": 2})))
+        with client.stream("POST", "/v1/completions", json={"model": "long", "prompt": "A", "max_tokens": len(ids),
+                                                            "stream": True}) as response:
+            lines = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith("data:") and other.ident is None:
+                    other.start()  # after the first piece: the stream has begun
+        other.join()
+        events = parse_sse(_Lines(lines))
+        chunks = [json.loads(e["data"]) for e in events[:-1]]
+        record = srv.record(chunks[-1]["audit_record_id"])["body"]
+    sent = "".join(c["choices"][0]["text"] for c in chunks)
+    assert hanging[0].status_code == 200 and events[-1]["data"] == "[DONE]"
+    assert ": ping" in lines  # keep-alives while the other request held the only thread
+    assert sent == text and record["outputs"][0]["digest"] == hashlib.sha256(sent.encode()).hexdigest()
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def iter_lines(self):
+        return iter(self.lines)
