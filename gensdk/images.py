@@ -314,22 +314,24 @@ class NeuralImageFamily(ModelFamily):
         return self.classes.index(value)
 
     def _generate(self, request: Request, params: Any, context: GenerationContext) -> Sequence[Output]:
-        label = self.condition_label(request.conditions)
+        asked = [self.condition_label(conditions) for conditions in context.conditions_per_item()]
         self.net.to(context.device)
-        pixels = self.sample(request.n, context.seed, label).to(context.device)  # stays on the engine's device
-        return [ImageOutput(p) for p in pixels]
+        pixels = self.sample(request.n, context.seed, asked).to(context.device)  # stays on the engine's device
+        return [ImageOutput(p, metadata={} if a is None else {"class": self.classes[a]}) for p, a in zip(pixels, asked)]
 
-    def sample(self, n: int, seed: int = 0, label: int | None = None) -> Any:
+    def sample(self, n: int, seed: int = 0, label: int | Sequence[int | None] | None = None) -> Any:
         """(n, C, H, W) float32 pixels in [0, 1] on the network's device, deterministic in `seed` (direct sampling:
-        what users are handed goes through `Engine.generate`, and so through the policies)."""
+        what users are handed goes through `Engine.generate`, and so through the policies). `label`: one class
+        index for all, one per image (None: drawn from the training class shares), or None for all drawn."""
         import torch
 
         self._require_fitted()
         gen = torch.Generator().manual_seed(seed)
-        if label is None:
-            labels = torch.multinomial(self.class_prior.float(), n, replacement=True, generator=gen)
-        else:
-            labels = torch.full((n,), label, dtype=torch.int64)
+        asked = [label] * n if label is None or isinstance(label, int) else list(label)
+        open_items = [i for i, a in enumerate(asked) if a is None]
+        labels = torch.tensor([-1 if a is None else a for a in asked], dtype=torch.int64)
+        if open_items:  # drawn only where no class was asked for: a class asked for leaves the noise as it was
+            labels[open_items] = torch.multinomial(self.class_prior.float(), len(open_items), replacement=True, generator=gen)
         self.net.eval()
         with torch.no_grad():
             return self._sample_pixels(self._onehot(labels), gen).float().clamp(0, 1)

@@ -106,7 +106,24 @@ class GenerationContext:
     # `Engine.record_event(kind, body)`: a policy that audits a window of outputs (bias) writes its own
     # record to the same trail. None outside an engine run.
     record_event: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
+    # Set when requests that differ only in their conditions share one model call (`gensdk.batching`, merge
+    # kind "items"): each output's conditions, in output order, replacing `request.conditions` (then empty).
+    # Families read them through `conditions_per_item`.
+    item_conditions: list[dict[str, Any]] | None = None
     _taken: set[int] = field(default_factory=set, repr=False)
+    _item_conditions_read: bool = field(default=False, repr=False)
+
+    def conditions_per_item(self) -> list[dict[str, Any]]:
+        """The conditions of each of the micro-batch's `request.n` outputs: the request's own for every one, or
+        each item's own when requests with different conditions share this call. A family that declares the
+        merge kind "items" must read them here: the batcher fails a shared call whose family did not."""
+        if self.item_conditions is None:
+            return [self.request.conditions] * self.request.n
+        self._item_conditions_read = True
+        return self.item_conditions
+
+    def unread_item_conditions(self) -> bool:
+        return self.item_conditions is not None and not self._item_conditions_read
 
     def take(self, kind: type) -> list[Any]:
         """Return the processors of `kind` and mark them applied."""

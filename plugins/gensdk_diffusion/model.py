@@ -294,6 +294,7 @@ class DiffusionFamily(ModelFamily):
             scheduler = self._scheduler(scheduler_name)
             generator = context.torch_generator()
             if self.text_to_image:
+                context.conditions_per_item()  # all empty: a text-to-image model takes prompts, not conditions
                 with _scheduler_in(pipeline, scheduler):
                     pixels, nsfw = text_to_image(pipeline, list(request.prompts or []), request.n, settings,
                                                  generator, noise, callbacks)
@@ -301,27 +302,31 @@ class DiffusionFamily(ModelFamily):
                 for meta, flagged in zip(metadata, nsfw or []):
                     meta["nsfw_content_detected"] = bool(flagged)
             else:
-                labels = self._labels(request, context.seed)
+                labels = self._labels(context)
                 pixels = denoise(pipeline.unet, scheduler, request.n, settings, generator, noise, callbacks,
                                  labels=labels, null_label=self.metadata.get("null_class"))
                 metadata = [{"class": self.classes[int(c)]} for c in labels] if labels is not None else \
                     [{} for _ in range(request.n)]
         return [ImageOutput(p, metadata=m) for p, m in zip(pixels, metadata)]
 
-    def _labels(self, request: Request, seed: int) -> Any:
-        """Class labels of a class-conditional model: the requested class, or draws from the training class
-        shares (uniform where the model has none recorded); None for an unconditional model."""
+    def _labels(self, context: GenerationContext) -> Any:
+        """Class labels of a class-conditional model, one per image: the class asked for, else a draw from the
+        training class shares (uniform where the model has none recorded); None for an unconditional model.
+        Requests for different classes that share one call each keep their own (`conditions_per_item`)."""
         import torch
 
+        asked = [self.condition_label(conditions) for conditions in context.conditions_per_item()]
         if not self.classes:
             return None
-        label = self.condition_label(request.conditions)
-        if label is not None:
-            return torch.full((request.n,), label, dtype=torch.int64)
-        shares = self.metadata.get("class_shares") or {}
-        prior = torch.tensor([float(shares.get(c, 1.0)) for c in self.classes], dtype=torch.float64)
-        # A CPU generator of its own: the device generator's draws stay those of the noise, as in diffusers.
-        return torch.multinomial(prior, request.n, replacement=True, generator=torch.Generator().manual_seed(seed))
+        labels = torch.tensor([-1 if a is None else a for a in asked], dtype=torch.int64)
+        open_items = [i for i, a in enumerate(asked) if a is None]
+        if open_items:
+            shares = self.metadata.get("class_shares") or {}
+            prior = torch.tensor([float(shares.get(c, 1.0)) for c in self.classes], dtype=torch.float64)
+            # A CPU generator of its own: the device generator's draws stay those of the noise, as in diffusers.
+            labels[open_items] = torch.multinomial(prior, len(open_items), replacement=True,
+                                                   generator=torch.Generator().manual_seed(context.seed))
+        return labels
 
     def _scheduler(self, name: str | None) -> Any:
         if name is None:

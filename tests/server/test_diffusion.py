@@ -41,12 +41,13 @@ def test_a_diffusion_model_serves_images_with_provenance(live, ddpm):
 
 
 def test_concurrent_diffusion_requests_share_denoising_runs(live, ddpm):
+    # classes 5, 6, 5 and 7: requests for different classes share a run, each image keeping its own class
     start = threading.Barrier(4)
 
     def ask(client_n):
         client, n = client_n
         start.wait()
-        return client.post("/v1/images/generations", json={"model": "ddpm", "n": n, "conditions": {"class": "5"}})
+        return client.post("/v1/images/generations", json={"model": "ddpm", "n": n, "conditions": {"class": str(n + 4)}})
 
     with live(served={"ddpm": ddpm}, batching={"max_batch": 8, "wait_ms": 300}) as srv:
         clients = [srv.client() for _ in range(4)]
