@@ -73,8 +73,8 @@ class TableOutput(Output):
 
     def _canonical_parts(self) -> Iterator[bytes | memoryview]:
         yield b"gensdk-table/2"
-        for name in self.frame.columns:
-            tag, pieces = _column_pieces(self.frame[name])
+        for name, column in self.frame.items():
+            tag, pieces = _column_pieces(column)
             for field in (str(name).encode("utf-8", "surrogatepass"), tag.encode()):
                 yield len(field).to_bytes(8, "big")
                 yield field

@@ -152,3 +152,10 @@ def test_table_digest_hashes_exactly_the_canonical_bytes(table: pd.DataFrame) ->
 
     output = TableOutput(table)
     assert output.digest() == hashlib.sha256(output.canonical_bytes()).hexdigest()
+
+
+def test_tables_with_duplicate_column_names_are_hashed_column_by_column() -> None:
+    twice = pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"])
+    swapped = pd.DataFrame([[2, 1], [4, 3]], columns=["a", "a"])
+    assert TableOutput(twice).digest() != TableOutput(swapped).digest()
+    assert TableOutput(twice).canonical_bytes().count(b"int64") == 2
