@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
+from gensdk.weights import WEIGHTS_NAME, load_state, read_weights
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import ImageOutput, Output
 from gensdk.request import GenerationContext, Request, validate_options
@@ -362,7 +363,6 @@ class NeuralImageFamily(ModelFamily):
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralImageFamily:
-        from gensdk.tabular_transform import load_state, read_weights
 
         path = Path(path)
         manifest = cls.read_own_manifest(path)
@@ -383,9 +383,6 @@ class NeuralImageFamily(ModelFamily):
         model.source_path = path
         model.weights_digest = weights_digest(path / WEIGHTS_NAME)
         return model
-
-
-WEIGHTS_NAME = "model.safetensors"
 
 
 def _on_device(module: Any, device: str) -> bool:

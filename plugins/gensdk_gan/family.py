@@ -1,7 +1,7 @@
 """The GAN model families: `gan-table` (conditional table GAN) and `gan-image` (class-conditional DCGAN).
 
 The networks are in model.py; fitting, conditioned generation, diagnostics and save/load come from the shared
-bases (gensdk.tabular_transform.NeuralTableFamily, gensdk.images.NeuralImageFamily). What is here is the GAN
+bases (gensdk.neural_table.NeuralTableFamily, gensdk.images.NeuralImageFamily). What is here is the GAN
 training step of each.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from gensdk.images import NeuralImageFamily, NeuralImageOptions
-from gensdk.tabular_transform import NeuralTableFamily, NeuralTableOptions
+from gensdk.neural_table import NeuralTableFamily, NeuralTableOptions
 from gensdk_gan.dp import PrivacyOptions, PrivateFamily
 
 __all__ = ["ImageGANFamily", "ImageGANOptions", "TableGANFamily", "TableGANOptions"]

@@ -20,7 +20,7 @@ from gensdk.outputs import Output, TableOutput
 from gensdk.request import GenerationContext, Request
 from gensdk.images import ImageData, NeuralImageFamily, NeuralImageOptions, as_image_data
 from gensdk.tabular import read_table
-from gensdk.tabular_transform import NeuralTableFamily, NeuralTableOptions
+from gensdk.neural_table import NeuralTableFamily, NeuralTableOptions
 from gensdk_gan.dp import PrivacyOptions, PrivateFamily
 
 __all__ = ["ImageVAEFamily", "ImageVAEOptions", "TableVAEFamily", "TableVAEOptions"]

@@ -1,0 +1,41 @@
+"""Weights of the torch families as safetensors: reading them and loading them into a freshly built module,
+with errors that name the file and the tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gensdk.errors import ModelLoadError
+
+__all__ = ["WEIGHTS_NAME", "load_state", "read_weights"]
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """safetensors as torch tensors; missing or damaged files are a ModelLoadError naming the file."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelLoadError(f"weights file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
+        raise ModelLoadError(f"weights file {path} is truncated or corrupted: {exc}") from None
+
+
+def load_state(module: Any, tensors: dict[str, Any], path: Path) -> Any:
+    """Load `net.*` tensors into a freshly built module; a missing, extra or misshapen tensor names itself. A
+    module that moved a tensor since an older version maps the old name to the new in `renamed_tensors`."""
+    renamed = getattr(module, "renamed_tensors", {})
+    state = {renamed.get(k[len("net."):], k[len("net."):]): v for k, v in tensors.items() if k.startswith("net.")}
+    expected = module.state_dict()
+    if set(state) != set(expected):
+        raise ModelLoadError(f"weights file {path} does not match the network: missing {sorted(set(expected) - set(state))[:5]}, "
+                             f"unexpected {sorted(set(state) - set(expected))[:5]}")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ModelLoadError(f"weights file {path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+    module.load_state_dict(state)
+    return module.eval()
