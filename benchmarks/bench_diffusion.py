@@ -15,7 +15,8 @@ user would (`pipeline(...)`: diffusers runs it under `torch.no_grad`), the same 
 `torch.inference_mode` (what the engine wraps generation in: a strict comparison of the engine's own cost),
 and `Engine.generate`, which includes everything a user pays: request validation, the policy runner, output
 digests, the SQLite audit commit. Reported: median images/s of each and the engine's ratio to both, as the
-ratio of the medians and as the median of each repetition's own ratio.
+ratio of the medians and as the median of each repetition's own ratio, of wall time and of this process's CPU
+time.
 
     .venv/bin/python benchmarks/bench_diffusion.py [--reps 15] [--batch 4] [--steps 10] [--threads 1]
 """
@@ -137,13 +138,15 @@ def measure(calls: dict[str, Callable[[], Any]], reps: int, batch: int, sync: Ca
         call()
     sync()
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}  # this process's CPU seconds: steadier when shared
     names = list(calls)
     for rep in range(reps):
         for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate who goes first
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             calls[name]()
             sync()
             times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
     rate = {name: batch / statistics.median(t) for name, t in times.items()}
     return {"images_per_s": {k: round(v, 3) for k, v in rate.items()},
             "median_s": {k: round(statistics.median(t), 4) for k, t in times.items()},
@@ -152,7 +155,9 @@ def measure(calls: dict[str, Callable[[], Any]], reps: int, batch: int, sync: Ca
             # each repetition's own ratio (its calls seconds apart), median over repetitions: steadier than the
             # ratio of medians when the machine's load drifts during the run
             "paired_ratio_engine_to_direct": _paired(times["direct"], times["engine"]),
-            "paired_ratio_engine_to_direct_inference_mode": _paired(times["direct_inference_mode"], times["engine"])}
+            "paired_ratio_engine_to_direct_inference_mode": _paired(times["direct_inference_mode"], times["engine"]),
+            "paired_cpu_ratio_engine_to_direct": _paired(cpu["direct"], cpu["engine"]),
+            "paired_cpu_ratio_engine_to_direct_inference_mode": _paired(cpu["direct_inference_mode"], cpu["engine"])}
 
 
 def _paired(reference: list[float], engine: list[float]) -> float:
