@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
-from gensdk.weights import WEIGHTS_NAME, load_state, read_weights
+from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
 from gensdk.outputs import ImageOutput, Output
 from gensdk.request import GenerationContext, Request, validate_options
@@ -162,20 +162,12 @@ def fit_judge(data: ImageData, steps: int = 300, seed: int = 0) -> Any:
 # -- the family base ------------------------------------------------------------------------------------------
 
 
-class NeuralImageOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class NeuralImageOptions(TrainingOptions):
     epochs: int = Field(100, ge=1, le=100_000)
     batch_size: int = Field(64, ge=2, le=100_000)
     learning_rate: float = Field(1e-3, gt=0, le=1)
-    patience: int | None = Field(None, ge=1)
-    time_budget_s: float | None = Field(None, gt=0)
-    seed: int = Field(0, ge=0)
-    device: str = "auto"
     # Unconditional samples labelled by the judge after training (class shares); 0 skips the diagnostic.
     diagnostic_samples: int = Field(1000, ge=0, le=1_000_000)
-    license: str | None = None
-    data_source: str | None = None
 
 
 class NeuralImageFamily(ModelFamily):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
 from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
@@ -25,7 +25,7 @@ from gensdk.request import GenerationContext, Request, validate_options
 from gensdk.tabular import TableSchema, fingerprint, read_table
 from gensdk.tabular_transform import (MAX_MODES, ConditionSampler, TableTransform, check_conditions, conditioned_rows,
                                       coverage_report, sample_rows, split_holdout)
-from gensdk.weights import WEIGHTS_NAME, load_state, read_weights
+from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,28 +37,18 @@ log = logging.getLogger("gensdk.neural_table")
 MIN_TRAINING_ROWS = 10
 
 
-class NeuralTableOptions(BaseModel):
+class NeuralTableOptions(TrainingOptions):
     """Options every neural table family takes; GAN and VAE add their network's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(300, ge=1, le=100_000)
     batch_size: int = Field(500, ge=2, le=1_000_000)
     learning_rate: float = Field(2e-4, gt=0, le=1)
-    # Stop after this many epochs without a better validation score, and keep the best epoch's weights.
-    patience: int | None = Field(None, ge=1)
-    # Stop after the epoch that crosses this many seconds of training (benchmarks: equal time for all).
-    time_budget_s: float | None = Field(None, gt=0)
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
-    seed: int = Field(0, ge=0)
-    device: str = "auto"
     max_modes: int = Field(MAX_MODES, ge=1, le=50)
     target: str | None = None
     sensitive: list[str] = Field(default_factory=list)
     # Unconditional rows drawn after training for the coverage (mode-collapse) report; 0 skips it.
     diagnostic_rows: int = Field(2000, ge=0, le=1_000_000)
-    license: str | None = None
-    data_source: str | None = None
 
 
 class NeuralTableFamily(ModelFamily):

@@ -1,14 +1,33 @@
-"""Weights of the torch families as safetensors: reading them and loading them into a freshly built module,
-with errors that name the file and the tensor."""
+"""What the torch families (table and image GAN/VAE) share: the training options common to all of them, and
+their weights as safetensors, read and loaded into a freshly built module with errors that name the file and
+the tensor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gensdk.errors import ModelLoadError
 
-__all__ = ["WEIGHTS_NAME", "load_state", "read_weights"]
+__all__ = ["WEIGHTS_NAME", "TrainingOptions", "load_state", "read_weights"]
+
+
+class TrainingOptions(BaseModel):
+    """Options every torch family takes; each family base adds `epochs`, `batch_size` and `learning_rate` with
+    the defaults that suit its data, and each family its network's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Stop after this many epochs without a better validation score, and keep the best epoch's weights.
+    patience: int | None = Field(None, ge=1)
+    # Stop after the epoch that crosses this many seconds of training (benchmarks: equal time for all).
+    time_budget_s: float | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    license: str | None = None
+    data_source: str | None = None
 
 WEIGHTS_NAME = "model.safetensors"
 
