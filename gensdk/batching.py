@@ -179,12 +179,7 @@ class Batcher:
         _adopt(run.outcomes, pending.shared)
         ctx = engine._context(run, 0, run.request)
         verdicts = BatchVerdicts(len(pending.outputs), floor=most_severe([floor, pending.floor]))
-        started = time.perf_counter()
-        runner.transform(pending.outputs, ctx, run.outcomes, verdicts)
-        run.add_time("transform", started)
-        started = time.perf_counter()
-        runner.inspect(pending.outputs, ctx, run.outcomes, verdicts)
-        run.add_time("inspect", started)
+        run.add_policy_seconds(runner.after_generation(pending.outputs, ctx, run.outcomes, verdicts))
         run.outputs, run.verdicts = pending.outputs, verdicts.final()
         return engine._commit(run)
 

@@ -56,7 +56,15 @@ class _Run:
     record_extra: dict[str, Any] = field(default_factory=dict)
 
     def add_time(self, stage: str, started: float) -> None:
-        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+        self.add_ms(stage, (time.perf_counter() - started) * 1000)
+
+    def add_ms(self, stage: str, ms: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + ms
+
+    def add_policy_seconds(self, seconds: dict[str, float]) -> None:
+        """The runner's per-hook seconds as the record's stage names ("transform", "inspect")."""
+        for hook, secs in seconds.items():
+            self.add_ms(hook.removesuffix("_output"), secs * 1000)
 
 
 class Engine:
@@ -219,12 +227,7 @@ class Engine:
         run.add_time("generate", started)
         verdicts = BatchVerdicts(len(outputs), floor=pre.floor)
         self._runner.fail_unapplied(ctx, owners, run.outcomes, verdicts, run.model.id)
-        started = time.perf_counter()
-        self._runner.transform(outputs, ctx, run.outcomes, verdicts)
-        run.add_time("transform", started)
-        started = time.perf_counter()
-        self._runner.inspect(outputs, ctx, run.outcomes, verdicts)
-        run.add_time("inspect", started)
+        run.add_policy_seconds(self._runner.after_generation(outputs, ctx, run.outcomes, verdicts))
         run.outputs.extend(outputs)
         run.verdicts.extend(verdicts.final())
 

@@ -6,11 +6,10 @@ they move through the policies; conversion to files happens at the edge (`write_
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 from gensdk._canonical import sha256_hex
 from gensdk.errors import RequestError
@@ -55,85 +54,10 @@ class TableOutput(Output):
     frame: pd.DataFrame
 
     def canonical_bytes(self) -> bytes:
-        """Column by column: name, type tag and data, each length-prefixed so no two tables share bytes.
+        """Per column: name, type tag and the sha256 of its data (see gensdk.table_bytes)."""
+        from gensdk.table_bytes import table_canonical_bytes
 
-        Numeric columns contribute their little-endian numpy buffer, all-string columns the lengths and
-        UTF-8 bytes of their values, anything else (nulls, mixed types) a JSON list. Writing CSV instead cost
-        ~100 ms per 10,000 rows, most of the engine's overhead over the bare model.
-        """
-        return b"".join(self._canonical_parts())
-
-    def digest(self) -> str:
-        # The same bytes as canonical_bytes(), fed to the hash piece by piece: joining a 10,000-row table
-        # first copied ~2 MB and cost about a third of the digest.
-        hasher = hashlib.sha256()
-        for part in self._canonical_parts():
-            hasher.update(part)
-        return hasher.hexdigest()
-
-    def _canonical_parts(self) -> Iterator[bytes | memoryview]:
-        yield b"gensdk-table/2"
-        for name, column in self.frame.items():
-            tag, pieces = _column_pieces(column)
-            for field in (str(name).encode("utf-8", "surrogatepass"), tag.encode()):
-                yield len(field).to_bytes(8, "big")
-                yield field
-            yield sum(len(piece) for piece in pieces).to_bytes(8, "big")  # pieces are byte-wide views
-            yield from pieces
-
-
-def _column_pieces(column: Any) -> tuple[str, tuple[bytes | memoryview, ...]]:
-    """The column's type tag and its data, as pieces whose concatenation is the data (no copy where a numpy or
-    arrow buffer can be read as it is)."""
-    import numpy as np
-
-    text = _arrow_text_pieces(column)  # first: to_numpy() alone would build one Python str per value
-    if text is not None:
-        return "utf8-len", text
-    values = column.to_numpy()
-    if values.dtype.kind in "biuf":
-        little = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-        return str(values.dtype), (little.view(np.uint8).data,)
-    text_bytes = _python_text_bytes(values.tolist())
-    if text_bytes is not None:
-        return "utf8-len", (text_bytes,)
-    return "json", (json.dumps(values.tolist(), ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"),)
-
-
-def _python_text_bytes(values: list[Any]) -> bytes | None:
-    """int64 little-endian byte lengths, then the UTF-8 of every value; None unless every value is a str."""
-    import numpy as np
-
-    if not all(isinstance(v, str) for v in values):
-        return None
-    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
-    lengths = np.fromiter(map(len, encoded), dtype="<i8", count=len(encoded))
-    return lengths.tobytes() + b"".join(encoded)
-
-
-def _arrow_text_pieces(column: Any) -> tuple[bytes, memoryview] | None:
-    """The same bytes as `_python_text_bytes` (lengths, then the values' UTF-8), read straight from a pyarrow-backed string column's buffers
-    (pandas' default string storage): ~15x faster, with no Python object per value. None when the column is
-    not arrow-backed text or holds a null."""
-    import numpy as np
-    import pandas as pd
-
-    if column.dtype == object or not pd.api.types.is_string_dtype(column.dtype):
-        return None
-    try:
-        import pyarrow as pa
-
-        array = pa.array(column.array)
-    except (ImportError, TypeError, ValueError, pa.ArrowException):
-        return None
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if array.null_count or not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        return None
-    _, offsets, data = array.cast(pa.large_string()).buffers()
-    ends = np.frombuffer(offsets, dtype="<i8")[array.offset: array.offset + len(array) + 1]
-    body = memoryview(data)[int(ends[0]): int(ends[-1])] if len(array) else memoryview(b"")
-    return np.diff(ends).astype("<i8").tobytes(), body
+        return table_canonical_bytes(self.frame)
 
 
 @dataclass(eq=False)

@@ -9,105 +9,22 @@ no switch that skips it.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pluggy
 
-from gensdk.device import inference_mode
 from gensdk.errors import MandatoryPolicyError, PluginError, RequestError
 from gensdk.outputs import Output
 from gensdk.policy import PIPELINE_HOOKS, Policy
+from gensdk.policy_worker import CallOutcome, PolicyCall, PolicyTimeout, call_with_timeout, run_calls
 from gensdk.request import GenerationContext, Request
 from gensdk.verdicts import Finding, PolicyOutcome, Verdict, most_severe
 
-__all__ = ["BatchVerdicts", "PolicyRunner"]
+__all__ = ["BatchVerdicts", "PolicyRunner", "PolicyTimeout", "call_with_timeout"]
 
 log = logging.getLogger("gensdk.pipeline")
-
-
-class PolicyTimeout(Exception):
-    pass
-
-
-def call_with_timeout(fn: Callable[[], Any], timeout_s: float | None) -> Any:
-    """Run fn on the calling thread's policy worker and give up after timeout_s. A hung policy thread cannot
-    be killed in Python: its worker is abandoned (a daemon) and its outputs blocked, so it delays nothing but
-    its own request; the next call gets a fresh worker."""
-    if timeout_s is None:
-        with inference_mode():
-            return fn()
-    return _PolicyWorker.for_this_thread().call(fn, timeout_s)
-
-
-class _PolicyWorker:
-    """A daemon thread that runs policy calls for one caller thread.
-
-    Starting a thread per hook call cost ~0.15 ms, most of what a no-op policy added to a generate() call;
-    a long-lived worker per caller thread cuts that to a queue hand-off. Per caller thread, because
-    concurrent requests (the HTTP server) must not queue behind each other's hung policy. A worker idle for
-    IDLE_EXIT_S exits, so threads that stop generating do not leave workers behind.
-    """
-
-    IDLE_EXIT_S = 30.0
-    _local = threading.local()
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # a job is never queued on a worker that has decided to exit
-        self.alive = True
-        threading.Thread(target=self._serve, daemon=True, name="gensdk-policy").start()
-
-    @classmethod
-    def for_this_thread(cls) -> _PolicyWorker:
-        worker = getattr(cls._local, "worker", None)
-        if worker is None or not worker.alive:
-            worker = cls._local.worker = cls()
-        return worker
-
-    def call(self, fn: Callable[[], Any], timeout_s: float) -> Any:
-        box: dict[str, Any] = {}
-        done = threading.Event()
-        worker = self
-        while not worker._submit((fn, box, done)):  # it exited while idle: start another
-            worker = self._local.worker = _PolicyWorker()
-        if not done.wait(min(timeout_s, threading.TIMEOUT_MAX)):  # beyond TIMEOUT_MAX, wait() overflows
-            worker.alive = False  # stuck in fn: never hand it another job
-            raise PolicyTimeout(f"did not finish within {timeout_s:g} s")
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    def _submit(self, job: tuple[Callable[[], Any], dict[str, Any], threading.Event]) -> bool:
-        with self._lock:
-            if self.alive:
-                self._jobs.put(job)
-            return self.alive
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                job = self._jobs.get(timeout=self.IDLE_EXIT_S)
-            except queue.Empty:
-                with self._lock:
-                    if self._jobs.empty():
-                        self.alive = False
-                        return
-                continue
-            self._run(*job)
-
-    @staticmethod
-    def _run(fn: Callable[[], Any], box: dict[str, Any], done: threading.Event) -> None:
-        try:
-            with inference_mode():  # inference_mode is thread-local: enter it in the worker too
-                box["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread in call()
-            box["error"] = exc
-        finally:
-            done.set()
 
 
 @dataclass
@@ -178,43 +95,53 @@ class PolicyRunner:
     def prepare(self, request: Request, ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> dict[int, str]:
         """Collect processors into ctx.processors; returns id(processor) -> policy id."""
         owners: dict[int, str] = {}
-        for policy, result in self._run("prepare_generation", {"request": request, "context": ctx}, ctx, outcomes, verdicts):
+        for policy, _, result in self._run([("prepare_generation", {"request": request, "context": ctx})], outcomes, verdicts):
             for processor in result or []:
                 ctx.processors.append(processor)
                 owners[id(processor)] = policy.id
         return owners
 
-    def transform(self, outputs: list[Output], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> None:
-        self._run_findings("transform_output", {"outputs": outputs, "context": ctx}, ctx, outcomes, verdicts)
-
-    def inspect(self, outputs: list[Output], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> None:
-        self._run_findings("inspect_output", {"outputs": outputs, "context": ctx}, ctx, outcomes, verdicts)
+    def after_generation(self, outputs: list[Output], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome],
+                         verdicts: BatchVerdicts) -> dict[str, float]:
+        """transform_output then inspect_output, every policy's calls in one hand-off to the worker; returns
+        the seconds each of the two stages took."""
+        kwargs = {"outputs": outputs, "context": ctx}
+        seconds: dict[str, float] = {}
+        for policy, _, result in self._run([("transform_output", kwargs), ("inspect_output", kwargs)], outcomes, verdicts, seconds):
+            self._record_findings(policy, result, ctx, outcomes[policy.id], verdicts)
+        return seconds
 
     def _run_findings(self, hook: str, kwargs: dict[str, Any], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> None:
-        for policy, result in self._run(hook, kwargs, ctx, outcomes, verdicts):
+        for policy, _, result in self._run([(hook, kwargs)], outcomes, verdicts):
             self._record_findings(policy, result, ctx, outcomes[policy.id], verdicts)
 
-    def _run(self, hook: str, kwargs: dict[str, Any], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> list[tuple[Policy, Any]]:
-        """Call `hook` on each active policy in order; errors and time-outs are recorded, never raised."""
+    def _run(self, stages: list[tuple[str, dict[str, Any]]], outcomes: dict[str, PolicyOutcome],
+             verdicts: BatchVerdicts, seconds: dict[str, float] | None = None) -> list[tuple[Policy, str, Any]]:
+        """Each stage's hook on each active policy, in order; errors and time-outs are recorded, never raised.
+
+        Returns (policy, hook, first result) for the calls that returned; fills `seconds` with how long each
+        stage took, hand-overs included."""
+        planned = [(policy, hook, self._callers[(policy.id, hook)], kwargs) for hook, kwargs in stages for policy in self.policies
+                   if (policy.id, hook) in self._callers and outcomes[policy.id].status not in ("disabled", "not_applicable")]
+        started = time.perf_counter()
+        done = run_calls([PolicyCall(_bind(caller, kwargs), policy.settings.timeout_s) for policy, _, caller, kwargs in planned])
+        if seconds is not None:
+            seconds.update(_stage_seconds([hook for hook, _ in stages], [hook for _, hook, _, _ in planned], done, started))
         results = []
-        for policy in self.policies:
-            caller = self._callers.get((policy.id, hook))
-            outcome = outcomes[policy.id]
-            if caller is None or outcome.status in ("disabled", "not_applicable"):
-                continue
-            started = time.perf_counter()
-            try:
-                returned = call_with_timeout(lambda: caller(**kwargs), policy.settings.timeout_s)
-            except PolicyTimeout as exc:
+        for (policy, hook, _, _), outcome in zip(planned, done):
+            outcomes[policy.id].elapsed_ms += outcome.elapsed_s * 1000
+            if outcome.timed_out:
                 # A transform still running in its abandoned thread may yet change the outputs: they can no
                 # longer match any digest we record, so they are blocked even under on_error="allow".
-                self._fail(policy, outcome, "timeout", f"{hook}: {exc}", verdicts, force_block=hook == "transform_output")
-            except Exception as exc:
-                self._fail(policy, outcome, "error", f"{hook}: {type(exc).__name__}: {exc}", verdicts)
+                message = f"{hook}: did not finish within {policy.settings.timeout_s:g} s"
+                self._fail(policy, outcomes[policy.id], "timeout", message, verdicts, force_block=hook == "transform_output")
+            elif isinstance(outcome.error, Exception):
+                error = outcome.error
+                self._fail(policy, outcomes[policy.id], "error", f"{hook}: {type(error).__name__}: {error}", verdicts)
+            elif outcome.error is not None:
+                raise outcome.error  # KeyboardInterrupt, SystemExit: not the policy's failure to record
             else:
-                results.append((policy, returned[0] if returned else None))
-            finally:
-                outcome.elapsed_ms += (time.perf_counter() - started) * 1000
+                results.append((policy, hook, outcome.value[0] if outcome.value else None))
         return results
 
     def _fail(self, policy: Policy, outcome: PolicyOutcome, status: str, message: str, verdicts: BatchVerdicts, force_block: bool = False) -> None:
@@ -258,6 +185,20 @@ class PolicyRunner:
             pid = owners[id(processor)]
             message = f"model family {family_id!r} did not apply processor {type(processor).__name__}"
             self._fail(by_id[pid], outcomes[pid], "error", message, verdicts)
+
+
+def _bind(caller: Any, kwargs: dict[str, Any]) -> Any:
+    return lambda: caller(**kwargs)
+
+
+def _stage_seconds(stages: list[str], hooks: list[str], done: list[CallOutcome], started: float) -> dict[str, float]:
+    """Split the time from hand-over to return at each stage's last call; the last stage takes the rest."""
+    seconds, mark, returned = {}, started, time.perf_counter()
+    for stage in stages:
+        ends = [outcome.finished_at for hook, outcome in zip(hooks, done) if hook == stage]
+        end = returned if stage == stages[-1] else max(ends, default=mark)
+        seconds[stage], mark = end - mark, end
+    return seconds
 
 
 def _reject_duplicates(policies: Sequence[Policy]) -> None:

@@ -223,8 +223,7 @@ def _check_partial(engine: Engine, run: _Run, ctx: GenerationContext, text: str,
     # `partial` and skip, and count the final text, which is checked without it.
     ctx.state["partial"] = True
     try:
-        engine._runner.transform([output], ctx, scratch, verdicts)
-        engine._runner.inspect([output], ctx, scratch, verdicts)
+        engine._runner.after_generation([output], ctx, scratch, verdicts)
     finally:
         ctx.state.pop("partial", None)
     run.add_time("stream_checks", started)
@@ -236,12 +235,7 @@ def _finish(engine: Engine, run: _Run, ctx: GenerationContext, buffer: ReleaseBu
     """The full pipeline on the complete text, the record committed, then the tail released."""
     output = TextOutput(buffer.raw, prompt=prompt)
     verdicts = BatchVerdicts(1, floor=floor)
-    started = time.perf_counter()
-    engine._runner.transform([output], ctx, run.outcomes, verdicts)
-    run.add_time("transform", started)
-    started = time.perf_counter()
-    engine._runner.inspect([output], ctx, run.outcomes, verdicts)
-    run.add_time("inspect", started)
+    run.add_policy_seconds(engine._runner.after_generation([output], ctx, run.outcomes, verdicts))
     run.outputs, run.verdicts = [output], verdicts.final()
     if run.verdicts[0].releases and not buffer.consistent(output.text):
         run.error = (f"the final policy pass changed text already streamed to the client (more than "
