@@ -270,6 +270,7 @@ def run_timings(texts: list[str], args) -> tuple[dict, dict | None]:
     jobs = timing_jobs(texts)
     baseline = None
     if args.baseline:
+        args.baseline = baseline_policies(args.baseline)
         command = [sys.executable, __file__, "--policies", args.baseline, "--serve-rounds", "--docs", str(args.docs),
                    "--seed", str(args.seed)]
         baseline = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -293,6 +294,16 @@ def run_timings(texts: list[str], args) -> tuple[dict, dict | None]:
     if baseline is None:
         return rates(jobs, ours), None
     return rates(jobs, ours), {**rates(jobs, theirs), "speed_up": speed_ups(ours, theirs)}
+
+
+def baseline_policies(directory: str) -> str:
+    """The directory holding the baseline's gensdk_privacy: DIR itself or DIR/policies (a `git archive` of
+    `policies` unpacked into DIR). Without a package there, the subprocess would import the installed one, this
+    checkout's, and every speed-up would silently read 1.00x."""
+    for candidate in (Path(directory), Path(directory) / "policies"):
+        if (candidate / "gensdk_privacy" / "pii.py").is_file():
+            return str(candidate)
+    raise SystemExit(f"--baseline {directory}: no gensdk_privacy package in it or in {directory}/policies")
 
 
 def _baseline_run(baseline: subprocess.Popen, name: str) -> list[float]:

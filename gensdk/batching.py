@@ -135,7 +135,7 @@ class Batcher:
             self._checking[key] += 1
         try:
             started = time.perf_counter()
-            floor = runner.check_request(run.request, engine._context(run, 0), run.outcomes)
+            floor = runner.check_request(run.request, engine._context(run, 0), run.outcomes).floor
             run.add_time("check_request", started)
         finally:
             with self._lock:

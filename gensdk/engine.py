@@ -24,7 +24,7 @@ from gensdk.device import batch_seed, inference_mode, resolve_device, resolve_dt
 from gensdk.errors import ConfigError, GenerationError, GensdkError, ModelLoadError, PluginError, UnknownComponentError
 from gensdk.family import MANIFEST_NAME, ModelFamily, read_manifest
 from gensdk.outputs import Output
-from gensdk.pipeline import BatchVerdicts, PolicyRunner
+from gensdk.pipeline import BatchVerdicts, FirstBatch, PolicyRunner
 from gensdk.plugins import get_plugin_host
 from gensdk.policy import Policy
 from gensdk.request import GenerationContext, Request, fresh_seed, parse_request
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 log = logging.getLogger("gensdk.engine")
+
+
+STAGE_OF_HOOK = {"check_request": "check_request", "prepare_generation": "prepare",
+                 "transform_output": "transform", "inspect_output": "inspect"}
 
 
 @dataclass
@@ -62,9 +66,9 @@ class _Run:
         self.timings[stage] = self.timings.get(stage, 0.0) + ms
 
     def add_policy_seconds(self, seconds: dict[str, float]) -> None:
-        """The runner's per-hook seconds as the record's stage names ("transform", "inspect")."""
+        """The runner's per-hook seconds under the record's stage names."""
         for hook, secs in seconds.items():
-            self.add_ms(hook.removesuffix("_output"), secs * 1000)
+            self.add_ms(STAGE_OF_HOOK[hook], secs * 1000)
 
 
 class Engine:
@@ -201,26 +205,30 @@ class Engine:
         return _Run(req, seed, family, self._runner.start(req, family.modality), identity=family.identity())
 
     def _execute(self, run: _Run) -> None:
-        ctx = self._context(run, batch_index=0)
-        started = time.perf_counter()
-        floor = self._runner.check_request(run.request, ctx, run.outcomes)
-        run.add_time("check_request", started)
-        if not floor.releases:
-            self._runner.mark_skipped(run.outcomes)
-            return  # blocked before anything was generated
         batch_size = self.config.max_batch_size or run.model.default_batch_size
         if batch_size < 1:
             raise ConfigError(f"max_batch_size must be at least 1, not {batch_size}")
-        for index, sub in enumerate(run.model.split(run.request, batch_size)):
-            self._run_batch(run, sub, index, floor)
+        batches = run.model.split(run.request, batch_size)
+        first = FirstBatch(batches[0], self._context(run, 0, batches[0]), BatchVerdicts(0)) if batches else None
+        checks = self._runner.check_request(run.request, self._context(run, batch_index=0), run.outcomes, first)
+        run.add_policy_seconds(checks.seconds)
+        if not checks.floor.releases:
+            self._runner.mark_skipped(run.outcomes)
+            return  # blocked before anything was generated
+        for index, sub in enumerate(batches):
+            prepared = (first, checks.prepared) if index == 0 and first and checks.prepared is not None else None
+            self._run_batch(run, sub, index, checks.floor, prepared)
 
-    def _run_batch(self, run: _Run, sub: Request, index: int, floor: Verdict) -> None:
-        ctx = self._context(run, index, sub)
+    def _run_batch(self, run: _Run, sub: Request, index: int, floor: Verdict,
+                   prepared: tuple[FirstBatch, dict[int, str]] | None = None) -> None:
+        if prepared is None:
+            ctx, pre = self._context(run, index, sub), BatchVerdicts(0, floor=floor)
+            started = time.perf_counter()
+            owners = self._runner.prepare(sub, ctx, run.outcomes, pre)
+            run.add_time("prepare", started)
+        else:  # prepared in the request checks' hand-off
+            (first, owners), ctx, pre = prepared, prepared[0].context, prepared[0].verdicts
         ctx.batch_offset = len(run.outputs)
-        started = time.perf_counter()
-        pre = BatchVerdicts(0, floor=floor)
-        owners = self._runner.prepare(sub, ctx, run.outcomes, pre)
-        run.add_time("prepare", started)
         started = time.perf_counter()
         with inference_mode():
             outputs = run.model.generate(sub, ctx)

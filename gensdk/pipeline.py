@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pluggy
 
@@ -22,7 +22,7 @@ from gensdk.policy_worker import CallOutcome, PolicyCall, PolicyTimeout, call_wi
 from gensdk.request import GenerationContext, Request
 from gensdk.verdicts import Finding, PolicyOutcome, Verdict, most_severe
 
-__all__ = ["BatchVerdicts", "PolicyRunner", "PolicyTimeout", "call_with_timeout"]
+__all__ = ["BatchVerdicts", "PolicyRunner", "FirstBatch", "PolicyTimeout", "RequestChecks", "call_with_timeout"]
 
 log = logging.getLogger("gensdk.pipeline")
 
@@ -46,6 +46,25 @@ class BatchVerdicts:
 
     def final(self) -> list[Verdict]:
         return [most_severe([self.floor, v]) for v in self.per_output]
+
+
+Stage = tuple[str, dict[str, Any], BatchVerdicts]  # hook, its keyword arguments, the verdicts its failures raise
+
+
+@dataclass
+class FirstBatch:
+    """The first micro-batch, prepared in the request checks' hand-off when they come back clean."""
+
+    request: Request
+    context: GenerationContext
+    verdicts: BatchVerdicts
+
+
+@dataclass
+class RequestChecks:
+    floor: Verdict
+    prepared: dict[int, str] | None  # the first batch's processor owners, when prepare_generation ran too
+    seconds: dict[str, float]  # per hook that ran
 
 
 class PolicyRunner:
@@ -81,10 +100,22 @@ class PolicyRunner:
             outcomes[policy.id] = outcome
         return outcomes
 
-    def check_request(self, request: Request, ctx: GenerationContext, outcomes: dict[str, PolicyOutcome]) -> Verdict:
+    def check_request(self, request: Request, ctx: GenerationContext, outcomes: dict[str, PolicyOutcome],
+                      first_batch: FirstBatch | None = None) -> RequestChecks:
+        """check_request on every policy. With `first_batch`, prepare_generation for it runs in the same
+        hand-off when every check came back clean (no violation, no error: almost every request), and
+        `prepared` holds its processors' owners; otherwise `prepared` is None and the batch needs `prepare`."""
         verdicts = BatchVerdicts(0)
-        self._run_findings("check_request", {"request": request, "context": ctx}, ctx, outcomes, verdicts)
-        return verdicts.floor
+        stages: list[Stage] = [("check_request", {"request": request, "context": ctx}, verdicts)]
+        if first_batch is not None:
+            stages.append(("prepare_generation", {"request": first_batch.request, "context": first_batch.context}, first_batch.verdicts))
+        seconds: dict[str, float] = {}
+        results = self._run(stages, outcomes, seconds, gate_clean=_clean_check)
+        self._record_all([r for r in results if r[1] == "check_request"], ctx, outcomes, verdicts)
+        prepared = None
+        if first_batch is not None and "prepare_generation" in seconds:
+            prepared = self._collect_processors(first_batch.context, [r for r in results if r[1] == "prepare_generation"])
+        return RequestChecks(verdicts.floor, prepared, seconds)
 
     def mark_skipped(self, outcomes: dict[str, PolicyOutcome]) -> None:
         """After a request-level block: the policies that never saw an output say so, not 'ok'."""
@@ -94,8 +125,12 @@ class PolicyRunner:
 
     def prepare(self, request: Request, ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> dict[int, str]:
         """Collect processors into ctx.processors; returns id(processor) -> policy id."""
+        return self._collect_processors(ctx, self._run([("prepare_generation", {"request": request, "context": ctx}, verdicts)], outcomes))
+
+    @staticmethod
+    def _collect_processors(ctx: GenerationContext, results: list[tuple[Policy, str, Any]]) -> dict[int, str]:
         owners: dict[int, str] = {}
-        for policy, _, result in self._run([("prepare_generation", {"request": request, "context": ctx})], outcomes, verdicts):
+        for policy, _, result in results:
             for processor in result or []:
                 ctx.processors.append(processor)
                 owners[id(processor)] = policy.id
@@ -107,28 +142,34 @@ class PolicyRunner:
         the seconds each of the two stages took."""
         kwargs = {"outputs": outputs, "context": ctx}
         seconds: dict[str, float] = {}
-        for policy, _, result in self._run([("transform_output", kwargs), ("inspect_output", kwargs)], outcomes, verdicts, seconds):
-            self._record_findings(policy, result, ctx, outcomes[policy.id], verdicts)
+        results = self._run([("transform_output", kwargs, verdicts), ("inspect_output", kwargs, verdicts)], outcomes, seconds)
+        self._record_all(results, ctx, outcomes, verdicts)
         return seconds
 
-    def _run_findings(self, hook: str, kwargs: dict[str, Any], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> None:
-        for policy, _, result in self._run([(hook, kwargs)], outcomes, verdicts):
+    def _record_all(self, results: list[tuple[Policy, str, Any]], ctx: GenerationContext, outcomes: dict[str, PolicyOutcome], verdicts: BatchVerdicts) -> None:
+        for policy, _, result in results:
             self._record_findings(policy, result, ctx, outcomes[policy.id], verdicts)
 
-    def _run(self, stages: list[tuple[str, dict[str, Any]]], outcomes: dict[str, PolicyOutcome],
-             verdicts: BatchVerdicts, seconds: dict[str, float] | None = None) -> list[tuple[Policy, str, Any]]:
-        """Each stage's hook on each active policy, in order; errors and time-outs are recorded, never raised.
+    def _run(self, stages: list[Stage], outcomes: dict[str, PolicyOutcome], seconds: dict[str, float] | None = None,
+             gate_clean: Callable[[CallOutcome], bool] | None = None) -> list[tuple[Policy, str, Any]]:
+        """Each stage's hook on each active policy, in order, in one hand-off; errors and time-outs are recorded
+        (against the stage's verdicts), never raised.
 
         Returns (policy, hook, first result) for the calls that returned; fills `seconds` with how long each
-        stage took, hand-overs included."""
-        planned = [(policy, hook, self._callers[(policy.id, hook)], kwargs) for hook, kwargs in stages for policy in self.policies
+        stage that ran took, hand-overs included. With `gate_clean`, the stages after the first run only if
+        every call of the first satisfies it."""
+        planned = [(policy, hook, self._callers[(policy.id, hook)], kwargs, verdicts) for hook, kwargs, verdicts in stages
+                   for policy in self.policies
                    if (policy.id, hook) in self._callers and outcomes[policy.id].status not in ("disabled", "not_applicable")]
         started = time.perf_counter()
-        done = run_calls([PolicyCall(_bind(caller, kwargs), policy.settings.timeout_s) for policy, _, caller, kwargs in planned])
+        gate = sum(step[1] == stages[0][0] for step in planned) if gate_clean is not None else None
+        done = run_calls([PolicyCall(_bind(caller, kwargs), policy.settings.timeout_s) for policy, _, caller, kwargs, _ in planned],
+                         gate=gate, clean=gate_clean)
         if seconds is not None:
-            seconds.update(_stage_seconds([hook for hook, _ in stages], [hook for _, hook, _, _ in planned], done, started))
+            ran = [stage[0] for stage in stages] if len(done) == len(planned) else [stages[0][0]]
+            seconds.update(_stage_seconds(ran, [step[1] for step in planned], done, started))
         results = []
-        for (policy, hook, _, _), outcome in zip(planned, done):
+        for (policy, hook, _, _, verdicts), outcome in zip(planned, done):
             outcomes[policy.id].elapsed_ms += outcome.elapsed_s * 1000
             if outcome.timed_out:
                 # A transform still running in its abandoned thread may yet change the outputs: they can no
@@ -185,6 +226,14 @@ class PolicyRunner:
             pid = owners[id(processor)]
             message = f"model family {family_id!r} did not apply processor {type(processor).__name__}"
             self._fail(by_id[pid], outcomes[pid], "error", message, verdicts)
+
+
+def _clean_check(outcome: CallOutcome) -> bool:
+    """A check_request call that cannot lower the floor: it returned, and found no violation."""
+    if outcome.error is not None or outcome.timed_out:
+        return False
+    found = outcome.value[0] if outcome.value else None
+    return all(isinstance(f, Finding) and not f.violation and f.output_index is None for f in found or [])
 
 
 def _bind(caller: Any, kwargs: dict[str, Any]) -> Any:

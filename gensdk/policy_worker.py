@@ -41,16 +41,37 @@ class CallOutcome:
     finished_at: float = 0.0  # time.perf_counter() when it returned (or was given up)
 
 
-def run_calls(calls: Sequence[PolicyCall]) -> list[CallOutcome]:
+def run_calls(calls: Sequence[PolicyCall], *, gate: int | None = None,
+              clean: Callable[[CallOutcome], bool] | None = None) -> list[CallOutcome]:
     """Run `calls` in order and return one outcome each; never raises for what a call does.
 
-    Calls without a limit run on the calling thread when none of the batch has one (no hand-off at all)."""
+    With `gate`, the calls from index `gate` on run only when `clean` holds for every outcome before them
+    (the request checks came back clean, so preparing the generation in the same hand-off is not wasted);
+    otherwise the result stops at `gate`. Calls without a limit run on the calling thread when none of the
+    batch has one (no hand-off at all)."""
     if all(call.timeout_s is None for call in calls):
-        with inference_mode():
-            return [_invoke(call) for call in calls]
+        return _run_inline(calls, gate, clean)
     outcomes: list[CallOutcome] = []
-    while len(outcomes) < len(calls):  # after a time-out, the rest run on a fresh worker
-        outcomes += _PolicyWorker.for_this_thread().run(calls[len(outcomes):])
+    while len(outcomes) < len(calls):
+        if outcomes and outcomes[-1].timed_out:  # the rest run on a fresh worker; a time-out is never clean
+            calls = calls[:gate] if gate is not None and len(outcomes) <= gate else calls
+            if len(outcomes) == len(calls):
+                break
+        batch_gate = None if gate is None or len(outcomes) > gate else gate - len(outcomes)
+        done, stopped = _PolicyWorker.for_this_thread().run(calls[len(outcomes):], batch_gate, clean)
+        outcomes += done
+        if stopped:
+            break
+    return outcomes
+
+
+def _run_inline(calls: Sequence[PolicyCall], gate: int | None, clean: Callable[[CallOutcome], bool] | None) -> list[CallOutcome]:
+    outcomes: list[CallOutcome] = []
+    with inference_mode():
+        for index, call in enumerate(calls):
+            if index == gate and not all(map(clean, outcomes)):  # type: ignore[arg-type]
+                break
+            outcomes.append(_invoke(call))
     return outcomes
 
 
@@ -78,8 +99,9 @@ def _invoke(call: PolicyCall) -> CallOutcome:
 class _Batch:
     """Calls handed to a worker together; the worker appends outcomes, the caller watches the deadline."""
 
-    def __init__(self, calls: Sequence[PolicyCall]):
-        self.calls = calls
+    def __init__(self, calls: Sequence[PolicyCall], gate: int | None, clean: Callable[[CallOutcome], bool] | None):
+        self.calls, self.gate, self.clean = calls, gate, clean
+        self.stopped = False  # at the gate: an earlier outcome was not clean
         # A later call's deadline is at least its limit away, so the caller must look again by then: the
         # worker may reach a call with a shorter limit while the caller sleeps on the running one's.
         self.later_limit = [min((c.timeout_s for c in calls[i + 1:] if c.timeout_s is not None), default=float("inf"))
@@ -93,10 +115,13 @@ class _Batch:
 
     def execute(self) -> None:
         with inference_mode():  # inference_mode is thread-local: enter it in the worker too
-            for call in self.calls:
+            for index, call in enumerate(self.calls):
                 with self.lock:
                     if self.abandoned:
                         return
+                    if index == self.gate and not all(map(self.clean, self.outcomes)):  # type: ignore[arg-type]
+                        self.stopped = True
+                        break
                     self.running_since = time.perf_counter()
                 outcome = _invoke(call)
                 with self.lock:
@@ -110,7 +135,7 @@ class _Batch:
         while True:
             with self.lock:
                 index, since = len(self.outcomes), self.running_since
-                if index == len(self.calls):
+                if index == len(self.calls) or self.stopped:
                     return True
                 limit = self.calls[index].timeout_s
                 now = time.perf_counter()
@@ -148,15 +173,17 @@ class _PolicyWorker:
             worker = cls._local.worker = cls()
         return worker
 
-    def run(self, calls: Sequence[PolicyCall]) -> list[CallOutcome]:
-        """Outcomes of a prefix of `calls`: all of them, or up to and including the first that timed out."""
-        batch = _Batch(calls)
+    def run(self, calls: Sequence[PolicyCall], gate: int | None = None,
+            clean: Callable[[CallOutcome], bool] | None = None) -> tuple[list[CallOutcome], bool]:
+        """Outcomes of a prefix of `calls` (all of them, up to and including the first that timed out, or up
+        to the gate), and whether the gate stopped it."""
+        batch = _Batch(calls, gate, clean)
         worker = self
         while not worker._submit(batch):  # it exited while idle: start another
             worker = self._local.worker = _PolicyWorker()
         if not batch.wait():
             worker.alive = False  # stuck in a call: never hand it another job
-        return batch.outcomes
+        return batch.outcomes, batch.stopped
 
     def _submit(self, batch: _Batch) -> bool:
         with self._lock:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from gensdk.errors import ConfigError, GenerationError, OutputBlocked, RequestError
 from gensdk.outputs import TextOutput
-from gensdk.pipeline import BatchVerdicts
+from gensdk.pipeline import BatchVerdicts, FirstBatch
 from gensdk.request import GenerationContext, Request
 from gensdk.verdicts import PolicyOutcome, Verdict
 
@@ -146,13 +146,16 @@ def _lookback(engine: Engine, run: _Run, asked: int | None) -> int:
 def _released(engine: Engine, run: _Run, buffer: ReleaseBuffer, sink: TextStream) -> Iterator[str]:
     runner = engine._runner
     ctx = engine._context(run, 0, run.request)
-    started = time.perf_counter()
-    floor = runner.check_request(run.request, ctx, run.outcomes)
-    run.add_time("check_request", started)
+    first = FirstBatch(run.request, ctx, BatchVerdicts(0))
+    checks = runner.check_request(run.request, ctx, run.outcomes, first)
+    run.add_policy_seconds(checks.seconds)
+    floor = checks.floor
     if not floor.releases:
         _block(engine, run, sink, None)  # blocked before anything was generated
-    pre = BatchVerdicts(0, floor=floor)
-    owners = runner.prepare(run.request, ctx, run.outcomes, pre)
+    pre, owners = first.verdicts, checks.prepared
+    if owners is None:  # a check found something that does not block: prepare on its own
+        pre = BatchVerdicts(0, floor=floor)
+        owners = runner.prepare(run.request, ctx, run.outcomes, pre)
     chunks = _open_family_stream(engine, run, ctx)
     unapplied = BatchVerdicts(0, floor=pre.floor)
     runner.fail_unapplied(ctx, owners, run.outcomes, unapplied, run.model.id)

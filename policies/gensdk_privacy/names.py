@@ -81,8 +81,11 @@ class NameGazetteer:
         )
 
     def find(self, text: str) -> list[Found]:
+        first = self.pattern.search(text)
+        if first is None:  # most short texts: one search, no iterator, no list
+            return []
         found: list[Found] = []
-        for m in self.pattern.finditer(text):
+        for m in self.pattern.finditer(text, first.start()):  # finds `first` again, then the rest
             start, end = m.span()
             if start:
                 before = text[start - 1]

@@ -401,3 +401,75 @@ def test_finding_index_is_local_to_the_micro_batch(tmp_path: Path) -> None:
     result = engine.generate(MockFamily(), n=4, seed=1)
     assert result.blocked == [1, 3]
     assert [f.output_index for f in result.findings] == [1, 3]
+
+
+# -- hand-offs to the policy worker -------------------------------------------------------------------------------
+
+
+class PrepareLog(Policy):
+    """Records the micro-batches it prepared; raises in prepare_generation for the batches listed."""
+
+    id = "prepare-log"
+    version = "1"
+
+    def __init__(self, fail_batches: Sequence[int] = (), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.fail_batches, self.prepared = list(fail_batches), []
+
+    @hookimpl
+    def prepare_generation(self, request: Any, context: Any) -> None:
+        self.prepared.append(context.batch_index)
+        if context.batch_index in self.fail_batches:
+            raise RuntimeError(f"cannot prepare batch {context.batch_index}")
+
+
+def count_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from gensdk.policy_worker import _PolicyWorker
+
+    sizes: list[int] = []
+    run = _PolicyWorker.run
+
+    def counted(self: Any, calls: Any, *args: Any) -> Any:
+        sizes.append(len(calls))
+        return run(self, calls, *args)
+
+    monkeypatch.setattr(_PolicyWorker, "run", counted)
+    return sizes
+
+
+def test_a_clean_request_takes_two_hand_offs_whatever_the_number_of_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gensdk.testing import NoopPolicy, RecordingPolicy
+
+    hand_offs = count_hand_offs(monkeypatch)
+    engine = make_engine(tmp_path, policies=[NoopPolicy(), RecordingPolicy(), ProcessorPolicy()])
+    result = engine.generate(MockFamily().enqueue("a"), n=1, seed=1)
+    assert result.texts == ["a [marked]"]
+    # check_request x2 with prepare_generation x2; transform_output x1 with inspect_output x2
+    assert hand_offs == [4, 3]
+    stages = audit_body(engine, result.audit_record_id)["timings_ms"]
+    assert {"check_request", "prepare", "generate", "transform", "inspect", "digest"} <= set(stages)
+
+
+def test_a_check_that_only_warns_still_prepares_every_batch(tmp_path: Path) -> None:
+    warn = KeywordPolicy({"words": ["tea"]}, settings={"on_fail": "warn"})
+    log = PrepareLog()
+    engine = make_engine(tmp_path, config={"max_batch_size": 2}, policies=[warn, ProcessorPolicy(), log])
+    result = engine.generate(MockFamily().enqueue("a", "b", "c"), n=3, seed=1, prompts=["tea"] * 3)
+    assert result.texts == ["a [marked]", "b [marked]", "c [marked]"]
+    assert result.verdict is Verdict.WARN and log.prepared == [0, 1]
+
+
+def test_prepare_never_runs_for_a_blocked_request(tmp_path: Path) -> None:
+    log = PrepareLog()
+    engine = make_engine(tmp_path, policies=[KeywordPolicy({"words": ["bomb"]}), log])
+    result = engine.generate(MockFamily(), n=2, seed=1, prompts=["a bomb", "a bomb"])
+    assert result.verdict is Verdict.BLOCK and log.prepared == []
+    assert outcome(result, "prepare-log").status == "skipped"
+
+
+def test_a_prepare_error_in_the_first_batch_blocks_only_that_batch(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, config={"max_batch_size": 2}, policies=[PrepareLog(fail_batches=[0])])
+    result = engine.generate(MockFamily().enqueue("a", "b", "c", "d"), n=4, seed=1)
+    assert result.output_verdicts == [Verdict.BLOCK, Verdict.BLOCK, Verdict.PASS, Verdict.PASS]
+    assert result.texts == ["c", "d"]
+    assert "cannot prepare batch 0" in outcome(result, "prepare-log").error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,30 @@ def test_keyboard_interrupt_in_a_policy_reaches_the_caller() -> None:
     assert isinstance(outcome.error, KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         call_with_timeout(interrupted, 5.0)
+
+
+def clean(outcome: Any) -> bool:
+    return outcome.error is None and not outcome.timed_out and outcome.value != "dirty"
+
+
+@pytest.mark.parametrize("limit", [5.0, None], ids=["on-the-worker", "inline"])
+def test_calls_after_the_gate_run_only_when_every_earlier_outcome_is_clean(limit: float | None) -> None:
+    ran: list[str] = []
+
+    def step(name: str, value: str = "ok") -> PolicyCall:
+        return PolicyCall(lambda: ran.append(name) or value, limit)
+
+    assert [o.value for o in run_calls([step("a"), step("b"), step("c")], gate=2, clean=clean)] == ["ok"] * 3
+    ran.clear()
+    outcomes = run_calls([step("a", "dirty"), step("b"), step("c")], gate=2, clean=clean)
+    assert [o.value for o in outcomes] == ["dirty", "ok"] and ran == ["a", "b"]
+
+
+def test_a_time_out_before_the_gate_runs_the_rest_of_the_checks_but_nothing_after() -> None:
+    release, ran = threading.Event(), []
+    calls = [PolicyCall(lambda: release.wait(5), 0.05), PolicyCall(lambda: ran.append("check") or "ok", 5.0),
+             PolicyCall(lambda: ran.append("prepare") or "ok", 5.0)]
+    outcomes = run_calls(calls, gate=2, clean=clean)
+    release.set()
+    assert outcomes[0].timed_out and outcomes[1].value == "ok" and len(outcomes) == 2
+    assert ran == ["check"]

@@ -129,3 +129,19 @@ def test_overlaps_are_resolved_as_one_pass_by_rank_would_resolve_them() -> None:
             start = rng.randrange(rng.choice([30, 300]))
             found.append((rng.choice(ENTITY_TYPES), start, start + rng.randint(1, 12)))
         assert resolve(list(found)) == by_definition(found), found
+
+
+def test_entities_that_touch_do_not_overlap() -> None:
+    """The quick no-overlap test compares each end with the next start: touching spans are both kept, and an
+    overlap further along still goes to the rank rule."""
+    assert resolve([("PHONE", 5, 9), ("EMAIL", 0, 5)]) == [("EMAIL", 0, 5), ("PHONE", 5, 9)]
+    assert resolve([("EMAIL", 0, 5), ("PERSON", 5, 9), ("PHONE", 8, 20)]) == [("EMAIL", 0, 5), ("PHONE", 8, 20)]
+
+
+def test_names_after_a_rejected_first_candidate_are_found() -> None:
+    """The names pass searches once and stops when nothing is there; otherwise it goes on from that first
+    candidate, which may itself be rejected (inside a word, after a street word)."""
+    finder = build_finder(["PERSON"], (), "valid", ("en_US",))
+    text = "xJohn Smith met Mary Jones, then Calle Mary Jones and Anna Lee."
+    assert [text[a:b] for _, a, b in finder.find(text)] == ["Mary Jones", "Anna Lee"]
+    assert finder.find("no capitalised names here") == []
