@@ -14,7 +14,8 @@ Each repeat runs a, b and c back to back with the same seed, in an order that ro
 seconds, the ratios b/a and c/a of the medians (target <= 1.05), the median over the repeats of each repeat's
 own ratio (steadier on a shared machine: its three calls are a fraction of a second apart) and the same for
 CPU time (this process, all threads), then the engine's own per-stage times (median ms, read back from the
-timed calls' audit records). The audit trails
+timed calls' audit records) and the engine's own time per call: its wall time less the family's generate
+stage, which takes the GMM's ±10% call-to-call spread out of the overhead. The audit trails
 are temporary SQLite files.
 
 Fitting on all 30,162 rows takes a minute or two on a laptop CPU: `--model DIR` saves the fitted model there on
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         report(times, args)
         report_stages(bare, args.repeats, "(b)")
         report_stages(noop, args.repeats, "(c)")
+        direct_median = float(np.median([wall for wall, _ in times["(a) family directly"]]))
+        report_own_time(bare, times["(b) Engine, no policy"], direct_median, "(b)")
+        report_own_time(noop, times["(c) Engine + NoopPolicy"], direct_median, "(c)")
         if args.profile:
             profile(variants["(b) Engine, no policy"], args.rows)
         for engine in (bare, noop):
@@ -174,6 +178,17 @@ def report_stages(engine: Engine, timed_calls: int, label: str) -> None:
             stages.setdefault(stage, []).append(ms)
     shown = ", ".join(f"{stage} {np.median(ms):.1f}" for stage, ms in stages.items())
     print(f"{label} engine stages, median ms: {shown}")
+
+
+def report_own_time(engine: Engine, values: list[tuple[float, float]], direct_median: float, label: str) -> None:
+    """The engine's own time per call (its wall time less the family's generate stage, as its audit record
+    has it), against the direct call: the overhead without the family's own call-to-call spread."""
+    records = list(engine.audit.records())[-len(values):]
+    own = [wall - record["body"]["timings_ms"]["generate"] / 1000 for (wall, _), record in zip(values, records)]
+    median = float(np.median(own))
+    print(f"{label} engine's own time (call less the generate stage): median {median * 1000:.2f} ms, "
+          f"p90 {float(np.percentile(own, 90)) * 1000:.2f} ms; (direct median + own median) / direct median = "
+          f"{1 + median / direct_median:.3f}")
 
 
 def profile(fn: Callable[[int, int], Any], rows: int, calls: int = 5) -> None:

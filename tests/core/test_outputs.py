@@ -49,9 +49,9 @@ def test_table_canonical_bytes_are_names_tags_and_column_data_digests() -> None:
         return len(raw).to_bytes(8, "big") + raw
 
     ages = np.array([39, 50], dtype="<i8").tobytes()
-    jobs = np.array([5, 10], dtype="<i8").tobytes() + "clerkchef, sous".encode()
+    jobs = np.array([5, 10], dtype="<u4").tobytes() + "clerkchef, sous".encode()
     expected = (b"gensdk-table/3" + field(b"age") + field(b"int64") + hashlib.sha256(ages).digest()
-                + field(b"job") + field(b"utf8-len") + hashlib.sha256(jobs).digest())
+                + field(b"job") + field(b"utf8-len32") + hashlib.sha256(jobs).digest())
     output = TableOutput(frame()[["age", "job"]])
     assert output.canonical_bytes() == expected
     assert output.digest() == hashlib.sha256(expected).hexdigest()
@@ -85,9 +85,19 @@ def test_fast_column_access_gives_the_same_bytes_as_items(table: pd.DataFrame) -
 
 def test_text_columns_hash_the_same_in_every_storage() -> None:
     values = ["ñ", "chef, sous", ""]
+    import pyarrow as pa
+
     storages = [pd.array(values, dtype=pd.StringDtype("pyarrow")), pd.array(values, dtype=pd.StringDtype("python")),
-                pd.Series(values, dtype=object)]
+                pd.Series(values, dtype=object), pd.array(values, dtype=pd.ArrowDtype(pa.string())),
+                pd.array(values, dtype=pd.ArrowDtype(pa.large_string()))]
     assert len({TableOutput(pd.DataFrame({"job": s})).digest() for s in storages}) == 1
+
+
+def test_text_lengths_take_four_bytes_unless_a_value_is_4_gib_or_longer() -> None:
+    from gensdk.table_bytes import _lengths
+
+    assert _lengths(np.array([3, 0])) == ("utf8-len32", np.array([3, 0], dtype="<u4").tobytes())
+    assert _lengths(np.array([1 << 32, 1])) == ("utf8-len64", np.array([1 << 32, 1], dtype="<i8").tobytes())
 
 
 def test_large_tables_hash_the_same_on_one_thread_and_on_two(monkeypatch: pytest.MonkeyPatch) -> None:
