@@ -95,7 +95,13 @@ class Policy:
 
     @property
     def config_digest(self) -> str:
-        return digest_of(self.describe())
+        """Digest of `describe()`, kept while `options` and `settings` are the same objects (both are frozen
+        pydantic models, so they change only by being replaced): every request's record holds it."""
+        options, settings = self.options, self.settings
+        kept = self.__dict__.get("_config_digest")
+        if kept is None or kept[0] is not options or kept[1] is not settings:
+            kept = self.__dict__["_config_digest"] = (options, settings, digest_of(self.describe()))
+        return kept[2]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -159,3 +159,15 @@ def test_unreadable_config_path_is_a_config_error(tmp_path: Path) -> None:
         load_config(latin1)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path)  # a directory
+
+
+def test_a_policy_config_digest_follows_replaced_options_and_settings() -> None:
+    from gensdk.testing import KeywordPolicy
+
+    policy = KeywordPolicy({"words": ["a"]})
+    first = policy.config_digest
+    assert policy.config_digest == first == KeywordPolicy({"words": ["a"]}).config_digest
+    policy.options = KeywordPolicy.Options(words=["b"])
+    assert policy.config_digest == KeywordPolicy({"words": ["b"]}).config_digest != first
+    policy.settings = policy.settings.model_copy(update={"on_fail": "warn"})
+    assert policy.config_digest == KeywordPolicy({"words": ["b"]}, settings={"on_fail": "warn"}).config_digest
