@@ -227,7 +227,8 @@ class Engine:
             owners = self._runner.prepare(sub, ctx, run.outcomes, pre)
             run.add_time("prepare", started)
         else:  # prepared in the request checks' hand-off
-            (first, owners), ctx, pre = prepared, prepared[0].context, prepared[0].verdicts
+            first, owners = prepared
+            ctx, pre = first.context, first.verdicts
         ctx.batch_offset = len(run.outputs)
         started = time.perf_counter()
         with inference_mode():

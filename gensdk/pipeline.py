@@ -22,7 +22,7 @@ from gensdk.policy_worker import CallOutcome, PolicyCall, PolicyTimeout, call_wi
 from gensdk.request import GenerationContext, Request
 from gensdk.verdicts import Finding, PolicyOutcome, Verdict, most_severe
 
-__all__ = ["BatchVerdicts", "PolicyRunner", "FirstBatch", "PolicyTimeout", "RequestChecks", "call_with_timeout"]
+__all__ = ["BatchVerdicts", "FirstBatch", "PolicyRunner", "PolicyTimeout", "RequestChecks", "call_with_timeout"]
 
 log = logging.getLogger("gensdk.pipeline")
 

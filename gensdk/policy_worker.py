@@ -128,6 +128,7 @@ class _Batch:
                     if self.abandoned:  # given up on while it ran: the caller has moved on
                         return
                     self.outcomes.append(outcome)
+                    self.running_since = time.perf_counter()  # the next call's clock: never the last one's start
         self.finished.release()
 
     def wait(self) -> bool:
