@@ -24,8 +24,8 @@ import numpy as np
 from pydantic import Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
-from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights
-from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
+from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights, save_net
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest
 from gensdk.outputs import ImageOutput, Output
 from gensdk.request import GenerationContext, Request, validate_options
 
@@ -342,16 +342,8 @@ class NeuralImageFamily(ModelFamily):
                 "license": self.options.license, "data_source": self.options.data_source, "training": self.metadata}
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
         self._require_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        tensors["class_prior"] = self.class_prior.double().contiguous()
-        save_file(tensors, str(path / WEIGHTS_NAME))
-        write_manifest(path, type(self), self.config())
-        return path
+        return save_net(self, self.net, {"class_prior": self.class_prior.double().contiguous()}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralImageFamily:

@@ -19,13 +19,13 @@ import numpy as np
 from pydantic import Field
 
 from gensdk.errors import ConfigError, DataError, ModelLoadError, RequestError
-from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest, write_manifest
+from gensdk.family import MANIFEST_NAME, ModelFamily, Progress, weights_digest
 from gensdk.outputs import Output, TableOutput
 from gensdk.request import GenerationContext, Request, validate_options
 from gensdk.tabular import TableSchema, fingerprint, read_table
 from gensdk.tabular_transform import (MAX_MODES, ConditionSampler, TableTransform, check_conditions, conditioned_rows,
                                       coverage_report, sample_rows, split_holdout)
-from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights
+from gensdk.weights import WEIGHTS_NAME, TrainingOptions, load_state, read_weights, save_net
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,17 +215,11 @@ class NeuralTableFamily(ModelFamily):
 
     def save(self, path: str | Path) -> Path:
         import torch
-        from safetensors.torch import save_file
 
         from gensdk.reference import TrainingReference
 
         self._require_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        tensors["cond_frequency"] = torch.as_tensor(self.cond.state(), dtype=torch.float64)
-        save_file(tensors, str(path / WEIGHTS_NAME))
-        write_manifest(path, type(self), self.config())
+        path = save_net(self, self.net, {"cond_frequency": torch.as_tensor(self.cond.state(), dtype=torch.float64)}, path)
         TrainingReference.save_or_clear(self.reference, path)
         return path
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gensdk.errors import ModelLoadError
 
-__all__ = ["WEIGHTS_NAME", "TrainingOptions", "load_state", "read_weights"]
+__all__ = ["WEIGHTS_NAME", "TrainingOptions", "load_state", "read_weights", "save_net"]
 
 
 class TrainingOptions(BaseModel):
@@ -30,6 +30,21 @@ class TrainingOptions(BaseModel):
     data_source: str | None = None
 
 WEIGHTS_NAME = "model.safetensors"
+
+
+def save_net(family: Any, net: Any, extra: dict[str, Any], path: str | Path) -> Path:
+    """Write a fitted torch family to the directory `path`: the network's state as `net.*` tensors beside
+    `extra` (the family's own tensors) in WEIGHTS_NAME, and its manifest (`family.config()`)."""
+    from safetensors.torch import save_file
+
+    from gensdk.family import write_manifest
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file({**tensors, **extra}, str(path / WEIGHTS_NAME))
+    write_manifest(path, type(family), family.config())
+    return path
 
 
 def read_weights(path: Path) -> dict[str, Any]:
