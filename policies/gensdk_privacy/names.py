@@ -49,6 +49,7 @@ class NameGazetteer:
     def __init__(self, first: set[str], last: set[str]):
         self.first = first
         self.last = last
+        self._pattern: re.Pattern[str] | None = None
 
     @classmethod
     @functools.lru_cache(maxsize=8)
@@ -71,9 +72,15 @@ class NameGazetteer:
                     target.update(n for n in values if isinstance(n, str) and n[:1].isalpha() and "." not in n)
         return cls(first, last)
 
-    @functools.cached_property
+    @property
     def pattern(self) -> re.Pattern[str]:
-        """First name + space + last name, both as tries (built once per gazetteer: ~1 s)."""
+        """First name + space + last name, both as tries (built once per gazetteer: ~1 s). Cached by hand:
+        `functools.cached_property` does not cache in a class compiled with mypyc (see setup.py)."""
+        if self._pattern is None:
+            self._pattern = self._compile()
+        return self._pattern
+
+    def _compile(self) -> re.Pattern[str]:
         surnames = [n for n in self.last if n.split(" ")[-1][:1].isupper() and all(_WORD.fullmatch(w) for w in n.split(" "))]
         return re.compile(
             rf"{_trie(sorted(self.first))} {_trie(sorted(surnames))}"

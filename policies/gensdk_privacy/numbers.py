@@ -108,7 +108,8 @@ class NumbersPass:
         phones: list[str] = []  # candidates, checked after the loop: phone rules interleaved with the scan ran
         phone_starts: list[int] = []  # about 1.5 times as slow, their patterns pushed out of the CPU caches
         append, reported = found.append, self._reported  # locals: this loop is hot
-        search = _NUMBERS.scanner(text).search  # a scanner keeps its state between matches; search() rebuilds it
+        # a scanner keeps its state between matches; search() rebuilds it (`scanner` is not in typeshed)
+        search = _NUMBERS.scanner(text).search  # type: ignore[attr-defined]
         phones_from = 0
         while (m := search()) is not None:
             kind = m.lastindex
@@ -124,7 +125,7 @@ class NumbersPass:
                 m = _PHONE_AT.match(text, start)  # type: ignore[assignment]  # it may still be a phone number
             candidate, until = self._phone_candidate(text, m, start) if m is not None else ("", start + 1)
             if until != end:  # the scanner would go on from the end of its match
-                search = _NUMBERS.scanner(text, until).search
+                search = _NUMBERS.scanner(text, until).search  # type: ignore[attr-defined]
             if candidate and start >= phones_from and (len(candidate) <= 15 or not candidate.isdigit()):  # E.164
                 phones.append(candidate)
                 phone_starts.append(start)

@@ -74,12 +74,13 @@ class _Plan:
 
     def strip_national_prefix(self, number: str) -> str:
         """The number without its trunk prefix or carrier code, unless that leaves no viable number."""
-        m = self.national_prefix.match(number) if self.national_prefix and number else None
-        if m is None:
+        prefix = self.national_prefix
+        m = prefix.match(number) if prefix is not None and number else None
+        if m is None or prefix is None:
             return number
         groups = m.groups()
         stripped = number[m.end():] if not self.transform or not groups or groups[-1] is None else \
-            self.national_prefix.sub(self.transform, number, count=1)
+            prefix.sub(self.transform, number, count=1)
         if self.general.fullmatch(number) and not self.general.fullmatch(stripped):
             return number
         return stripped

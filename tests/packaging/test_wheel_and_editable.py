@@ -221,6 +221,50 @@ def test_wheel_cli_lists_the_built_ins(site: Path, tmp_path: Path) -> None:
         assert statuses.get(name) == "loaded", statuses
 
 
+# -- the PII detectors, compiled with mypyc (setup.py) --------------------------------------------------------
+
+COMPILED = ("addresses", "checksums", "detectors", "names", "numbers", "phones")
+PRIVACY_TESTS = ("test_pii.py", "test_pii_batch.py", "test_pii_detectors.py", "test_pii_modules.py")
+COMPILED_RUN = textwrap.dedent("""
+    import importlib, sys
+    from pathlib import Path
+
+    import pytest
+
+    site = Path(sys.argv[1]).resolve()
+    for name in sys.argv[2].split(","):
+        module = importlib.import_module(f"gensdk_privacy.{name}")
+        path = Path(module.__file__).resolve()
+        assert path.is_relative_to(site) and path.suffix == ".so", f"gensdk_privacy.{name} is {path}"
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", sys.argv[3], *sys.argv[4:]]))
+""")
+
+
+def _c_compiler() -> str | None:
+    return shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+
+
+def test_wheel_holds_the_pii_detectors_compiled(wheel: Path) -> None:
+    if _c_compiler() is None:
+        pytest.skip("no C compiler: setup.py leaves the PII detectors pure Python")
+    names = zipfile.ZipFile(wheel).namelist()
+    compiled = {n.split("/")[1].split(".")[0] for n in names if n.startswith("gensdk_privacy/") and n.endswith(".so")}
+    assert compiled == set(COMPILED)
+    assert any(n.startswith("gensdk_privacy_detectors__mypyc.") for n in names), "the modules' shared library is missing"
+    assert "-none-any" not in wheel.name, "a wheel holding compiled modules must carry a platform tag"
+
+
+def test_compiled_pii_detectors_pass_the_detector_tests(site: Path) -> None:
+    """The tests of the pure-Python detectors, run on the compiled ones: mypyc compiles the same files, but a
+    compiled class can behave differently (a `functools.cached_property` there does not cache, for one)."""
+    if _c_compiler() is None:
+        pytest.skip("no C compiler: setup.py leaves the PII detectors pure Python")
+    tests = [str(REPO / "tests" / "policies" / "privacy" / name) for name in PRIVACY_TESTS]
+    proc = _wheel_python(site, REPO, "-c", COMPILED_RUN, str(site), ",".join(COMPILED), str(REPO), *tests)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
 # -- the editable checkout ---------------------------------------------------------------------------------
 
 EDITABLE_SNIPPET = textwrap.dedent("""
@@ -239,8 +283,9 @@ EDITABLE_SNIPPET = textwrap.dedent("""
                 loaded[ep.name] = ep.load().__file__
             except Exception as exc:  # reported by name below, beside the hint about a stale install
                 loaded[ep.name] = f"failed to import: {type(exc).__name__}: {exc}"
+    import gensdk_privacy.numbers
     print(json.dumps({"editable": bool(direct_url.get("dir_info", {}).get("editable")),
-                      "gensdk": gensdk.__file__, "entry_points": {ep.name: ep.value for ep in dist.entry_points
+                      "gensdk": gensdk.__file__, "pii_numbers": gensdk_privacy.numbers.__file__, "entry_points": {ep.name: ep.value for ep in dist.entry_points
                       if ep.group == ENTRYPOINT_GROUP}, "files": loaded}))
 """)
 
@@ -257,6 +302,8 @@ def test_editable_install_loads_every_entry_point_from_the_checkout(tmp_path: Pa
     stale = "the editable install is stale: run `pip install -e .` again"
     assert out["entry_points"] == _declared_entry_points(), stale
     assert Path(out["gensdk"]).resolve().is_relative_to(REPO / "gensdk")
+    # setup.py compiles nothing for an editable install: an edit to a detector takes effect at once
+    assert out["pii_numbers"].endswith("numbers.py"), out["pii_numbers"]
     folders = [REPO / d for d in PLUGIN_DIRS]
     for name, file in out["files"].items():
         assert not file.startswith("failed"), f"entry point {name!r} {file} ({stale} if it is new)"
