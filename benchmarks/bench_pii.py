@@ -1,6 +1,6 @@
 """PII detection: precision, recall and throughput on a labelled corpus generated with Faker.
 
-    .venv/bin/python benchmarks/bench_pii.py [--docs 4000] [--seed 0] [--repeat 5] [--baseline DIR]
+    .venv/bin/python benchmarks/bench_pii.py [--docs 4000] [--seed 0] [--repeat 5] [--baseline DIR] [--compiled]
                                              [--presidio /tmp/bench-venv/bin/python] [--json]
 
 The corpus: documents of a few sentences in eight locales, each sentence holding one entity (or none) in an
@@ -33,6 +33,7 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -386,15 +387,19 @@ def main() -> None:
     parser.add_argument("--baseline", help="a directory holding another gensdk_privacy package to time side by side")
     parser.add_argument("--presidio", help="python of a venv with presidio-analyzer installed")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compiled", action="store_true",
+                        help="build the wheel (detectors compiled with mypyc) and time it, the checkout's pure Python beside it")
     parser.add_argument("--policies", help=argparse.SUPPRESS)
     parser.add_argument("--serve-rounds", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compiled:
+        raise SystemExit(run_compiled(sys.argv[1:]))
     corpus, stats = make_corpus(args.docs, args.seed)
     texts = [t for t, _ in corpus]
     if args.serve_rounds:
         serve_rounds(texts)
         return
-    results = {"documents": len(corpus), "entities": sum(len(l) for _, l in corpus), **stats,
+    results = {"documents": len(corpus), "entities": sum(len(l) for _, l in corpus), **stats, "detectors": detectors_build(),
                "gensdk": run_ours(corpus, args.seed)}
     load_before = os.getloadavg()[0]
     results["gensdk"]["throughput"], baseline = run_timings(texts, args)
@@ -409,8 +414,38 @@ def main() -> None:
     _print(results)
 
 
+REPO = Path(__file__).resolve().parents[1]
+NOT_SOURCE = (".git", ".venv", "build", "dist", "out", "__pycache__", ".pytest_cache", ".hypothesis")
+
+
+def run_compiled(argv: list[str]) -> int:
+    """Build the wheel as `pip wheel` does for a user (setup.py compiles the detectors), install it in a scratch
+    directory, and run this benchmark on it, the checkout's pure-Python detectors as the baseline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, site = Path(tmp) / "src", Path(tmp) / "site"
+        shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE, "*.egg-info"))
+        quiet = ["--no-deps", "--no-input", "--disable-pip-version-check", "--quiet"]
+        env = {**os.environ, "GENSDK_MYPYC": "1"}
+        subprocess.run([sys.executable, "-m", "pip", "wheel", *quiet, "--no-build-isolation", "-w", tmp, str(source)],
+                       env=env, check=True)
+        (wheel,) = Path(tmp).glob("gensdk-*.whl")
+        subprocess.run([sys.executable, "-m", "pip", "install", *quiet, "--target", str(site), str(wheel)], check=True)
+        rest = [a for a in argv if a != "--compiled"]
+        return subprocess.run([sys.executable, __file__, "--policies", str(site), "--baseline", str(REPO / "policies"),
+                               *rest], check=False).returncode
+
+
+def detectors_build() -> str:
+    """Which detectors run: the wheel's compiled modules or the interpreted source."""
+    from gensdk_privacy import numbers
+
+    kind = "compiled with mypyc" if numbers.__file__.endswith(".so") else "pure Python"
+    return f"{kind} ({Path(numbers.__file__).parent})"
+
+
 def _print(results: dict) -> None:
     ours = results["gensdk"]
+    print(f"detectors: {results['detectors']}")
     print(f"{results['documents']} documents, {results['entities']} entities, {ours['throughput']['one_text']['megabytes']:.2f} MB "
           f"(Faker phone numbers invalid for their region, left out: {results['phones_invalid_skipped']} of {results['phones_generated']})")
     theirs = results.get("presidio", {}).get("scores", {})
