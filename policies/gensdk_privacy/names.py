@@ -88,12 +88,15 @@ class NameGazetteer:
         )
 
     def find(self, text: str) -> list[Found]:
-        first = self.pattern.search(text)
-        if first is None:  # most short texts: one search, no iterator, no list
+        # a scanner goes on from the end of its last match, as finditer does, but its first match is at hand
+        search = self.pattern.scanner(text).search  # type: ignore[attr-defined]  # not in typeshed
+        m = search()
+        if m is None:  # most short texts: one search, no list
             return []
         found: list[Found] = []
-        for m in self.pattern.finditer(text, first.start()):  # finds `first` again, then the rest
+        while m is not None:
             start, end = m.span()
+            m = search()
             if start:
                 before = text[start - 1]
                 if before.isalpha() or before in _IN_A_WORD:
