@@ -6,8 +6,10 @@ GENSDK_MYPYC, read when a wheel is built:
 
 * unset or "auto": compiled for a regular wheel (`pip install .`, `pip wheel .`) when mypyc and a C compiler are
   there; an editable install (`pip install -e .`) stays pure Python, so that an edit to a detector takes effect;
-* "1": compiled, and the build fails if it cannot be;
+* "1": compiled for a regular wheel, and the build fails if it cannot be;
 * "0": never compiled.
+
+An editable install is never compiled: the extension modules would shadow the files being edited.
 """
 
 from __future__ import annotations

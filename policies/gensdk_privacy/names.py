@@ -88,15 +88,16 @@ class NameGazetteer:
         )
 
     def find(self, text: str) -> list[Found]:
-        # a scanner goes on from the end of its last match, as finditer does, but its first match is at hand
-        search = self.pattern.scanner(text).search  # type: ignore[attr-defined]  # not in typeshed
-        m = search()
-        if m is None:  # most short texts: one search, no list
+        # searched on from each match's end, as finditer would (a name is never empty); most short texts hold
+        # none and cost one search, without an iterator or a list
+        search = self.pattern.search
+        m = search(text)
+        if m is None:
             return []
         found: list[Found] = []
         while m is not None:
             start, end = m.span()
-            m = search()
+            m = search(text, end)
             if start:
                 before = text[start - 1]
                 if before.isalpha() or before in _IN_A_WORD:

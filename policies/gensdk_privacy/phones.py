@@ -157,9 +157,22 @@ class PhoneRules:
             unknown = [r for r, plan in zip(self.regions, self._plans) if plan is None]
             raise ConfigError(f"libphonenumber has no metadata for phone regions {unknown}; use ISO 3166 codes such as 'US'")
         self.lenient = leniency == "possible"
-        gates = [f"(?P<g{i}>{self._gate(region)})" for i, region in enumerate(self.regions)]
+        # A number is one if any region accepts it, so regions are tried cheapest first: those alone on their
+        # calling code before those sharing one (the US shares +1 with 24 others, whose leading-digit patterns
+        # and area-code lists are consulted on every check); ties keep the configured order.
+        order = sorted(range(len(self.regions)), key=lambda i: self._sharing(self.regions[i]))
+        self._plans = [self._plans[i] for i in order]
+        gates = [f"(?P<g{i}>{self._gate(self.regions[j])})" for i, j in enumerate(order)]
         # gates[i:] as one pattern: one call finds the next region a national number may belong to
         self._gates_from = [re.compile("|".join(gates[i:])) for i in range(len(gates))]
+
+    @staticmethod
+    def _sharing(region: str) -> int:
+        """How many regions share `region`'s calling code."""
+        import phonenumbers
+
+        plan = _plan(region)
+        return len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(plan.country_code, ())) if plan is not None else 0
 
     def _gate(self, region: str) -> str:
         """A quick test a number written without '+' must pass to be valid in `region`: an optional trunk
