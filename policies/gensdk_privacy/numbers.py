@@ -31,6 +31,11 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255 without lea
 IBAN_REST = "(?<=[A-Z]{2}[0-9])(?<![A-Za-z0-9][A-Z]{2}[0-9])[0-9](?:" + "|".join(
     f"(?<=(?:{'|'.join(c for c, n in IBAN_LENGTHS.items() if n == length)})[0-9]{{2}})(?:\\ ?[A-Z0-9]){{{length - 4}}}"
     for length in sorted(set(IBAN_LENGTHS.values()))) + ")(?![A-Za-z0-9])"
+# What the one pass matches of an IBAN: its check digits, and a letter or digit (maybe after a space) next. The
+# account part is counted by `_iban_end` instead, to the length IBAN_REST gives it: `re` runs a repeated group
+# such as `(?:\ ?[A-Z0-9]){18}` one iteration at a time (about a microsecond an IBAN), and the country's length
+# alternatives were tried at every digit after two capitals. The tests hold the pass to IBAN_REST.
+_IBAN_HEAD = r"(?<=[A-Z]{2}[0-9])(?<![A-Za-z0-9][A-Z]{2}[0-9])[0-9](?=\ ?[A-Z0-9])"
 # Cards and SSNs start at a digit with no word character or dash before it.
 _CARD_SSN_START = r"(?<=[0-9])(?<![\w\-][0-9])"
 # Cards: 12-19 digits bare, in groups of four (the last of 1-4 digits), or American Express's 4-6-5.
@@ -65,7 +70,7 @@ def _alternatives(*kinds: tuple[str, str]) -> str:
 # anything but an IBAN (years, prices, order numbers). Cards and SSNs share their look-behinds (their shapes
 # exclude each other, as they exclude IPv4 addresses: only the phone number's place in the order matters).
 _NUMBERS = re.compile(
-    rf"[+(0-9](?<![0-9a-z_][+(0-9])(?:(?P<IBAN>{IBAN_REST})|(?=[0-9\-\ .()/]{{6}})(?:"
+    rf"[+(0-9](?<![0-9a-z_][+(0-9])(?:(?P<IBAN>{_IBAN_HEAD})|(?=[0-9\-\ .()/]{{6}})(?:"
     + f"{_CARD_SSN_START}(?:{_alternatives(('CREDIT_CARD', _CARD_BODY), ('US_SSN', _SSN_BODY))})|"
     + _alternatives(("IPV4", IPV4_REST), ("PHONE", PHONE_REST))
     + "))",
@@ -114,10 +119,15 @@ class NumbersPass:
         while (m := search()) is not None:
             kind = m.lastindex
             start, end = m.span()
-            if kind == _IBAN:  # the match starts at the check digits; its length is the pattern's check
+            if kind == _IBAN:  # the match is the check digits, after the country
+                end = _iban_end(text, end, IBAN_LENGTHS.get(text[start - 2 : start], 0) - 4)
+                if end < 0:
+                    continue  # not IBAN-shaped; no other type starts right after a letter
                 if kind in reported and mod97_valid(text[start - 2 : end].replace(" ", "")):
                     append(("IBAN", start - 2, end))
-                continue  # an IBAN-shaped string with a wrong checksum holds nothing else
+                # an IBAN-shaped string with a wrong checksum holds nothing else: the scan goes on after it
+                search = _NUMBERS.scanner(text, end).search  # type: ignore[attr-defined]
+                continue
             if kind != _PHONE:
                 if kind in reported and (kind != _CARD or card_valid(m.group())):
                     append((reported[kind], start, end))
@@ -157,6 +167,24 @@ class NumbersPass:
                 return m.start()
             start = m.start() + 1
         return None
+
+
+def _iban_end(text: str, pos: int, count: int) -> int:
+    """Where an IBAN's account part starting at `pos` ends: `count` capitals or digits, each maybe after one
+    space, and no letter or digit right after them (IBAN_REST's `(?:\\ ?[A-Z0-9]){n}(?![A-Za-z0-9])`); -1 where
+    the text does not hold that. A count of 0 or less: not an IBAN country."""
+    if count <= 0:
+        return -1
+    size = len(text)
+    for _ in range(count):
+        if pos < size and text[pos] == " ":
+            pos += 1
+        if pos >= size or not ("A" <= text[pos] <= "Z" or "0" <= text[pos] <= "9"):
+            return -1
+        pos += 1
+    if pos < size and (text[pos].isascii() and text[pos].isalnum()):
+        return -1
+    return pos
 
 
 def _may_hold_inner(candidate: str) -> bool:
