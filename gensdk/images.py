@@ -9,6 +9,11 @@ class-conditional generation, save and load.
 Mode collapse shows as classes the model no longer produces: after training, a softmax-regression "judge"
 fitted on the training images labels unconditional samples, and the per-class share of those labels goes into
 the model's metadata (with how often a class-conditional sample is judged to be its class).
+
+With `holdout_fraction` > 0 a seeded share of the images (at least `MIN_HOLDOUT_IMAGES`) is kept out of
+training; those and the training images become the model's `ImageReference` (gensdk.reference), saved beside
+the weights, against which the memorisation policy judges generated images. Too few images: nothing is held out
+and no reference is kept (the memorisation policy then refuses the model).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 # The networks halve the size twice (8x8 digits -> 2x2 features): sides must be multiples of 4.
 SIZE_MULTIPLE = 4
 CONDITION_KEYS = ("class", "label")
+# Fewer held-out images than this say too little about how close fresh images lie to the training ones.
+MIN_HOLDOUT_IMAGES = 50
 
 
 @dataclass
@@ -168,6 +175,8 @@ class NeuralImageOptions(TrainingOptions):
     learning_rate: float = Field(1e-3, gt=0, le=1)
     # Unconditional samples labelled by the judge after training (class shares); 0 skips the diagnostic.
     diagnostic_samples: int = Field(1000, ge=0, le=1_000_000)
+    # Share of the images kept out of training as the memorisation reference's fresh images; 0 keeps none.
+    holdout_fraction: float = Field(0.05, ge=0, lt=1)
 
 
 class NeuralImageFamily(ModelFamily):
@@ -187,6 +196,7 @@ class NeuralImageFamily(ModelFamily):
         self.class_prior: Any = None
         self.image_shape: tuple[int, int, int] = (0, 0, 0)
         self.metadata: dict[str, Any] = {}
+        self.reference: Any = None
 
     def _build(self) -> Any:
         raise NotImplementedError
@@ -215,10 +225,13 @@ class NeuralImageFamily(ModelFamily):
 
         from gensdk.device import resolve_device
 
+        from gensdk.reference import ImageReference
+
         data = as_image_data(data)
         opts = self.options
         if len(data.pixels) < 2:
             raise DataError(f"{len(data.pixels)} image is too few to train {self.id} (at least 2)")
+        data, holdout = split_holdout_images(data, opts.holdout_fraction, opts.seed)
         self.classes, self.image_shape = list(data.classes), tuple(data.pixels.shape[1:])  # type: ignore[assignment]
         counts = torch.bincount(data.labels, minlength=len(self.classes)).double()
         self.class_prior = counts / counts.sum()
@@ -231,11 +244,15 @@ class NeuralImageFamily(ModelFamily):
             history = self._run_epochs(data, device, progress)
         self.net.to("cpu").eval()
         judge_accuracy = float((self._judge(data.pixels.flatten(1)).argmax(1) == data.labels).float().mean())
-        self.metadata = {"training_images": len(data.pixels), "classes": len(self.classes), **history,
-                         "judge_training_accuracy": round(judge_accuracy, 4)}
+        self.metadata = {"training_images": len(data.pixels), "holdout_images": 0 if holdout is None else len(holdout.pixels),
+                         "classes": len(self.classes), **history, "judge_training_accuracy": round(judge_accuracy, 4)}
         if opts.diagnostic_samples:
             self.metadata.update(self.class_diagnostics(opts.diagnostic_samples))
+        self.reference = None if holdout is None else ImageReference.build_images(data.pixels, holdout.pixels)
         return self
+
+    def training_reference(self) -> Any:
+        return self.reference
 
     def _run_epochs(self, data: ImageData, device: str, progress: Progress | None) -> dict[str, Any]:
         import torch
@@ -342,11 +359,16 @@ class NeuralImageFamily(ModelFamily):
                 "license": self.options.license, "data_source": self.options.data_source, "training": self.metadata}
 
     def save(self, path: str | Path) -> Path:
+        from gensdk.reference import TrainingReference
+
         self._require_fitted()
-        return save_net(self, self.net, {"class_prior": self.class_prior.double().contiguous()}, path)
+        path = save_net(self, self.net, {"class_prior": self.class_prior.double().contiguous()}, path)
+        TrainingReference.save_or_clear(self.reference, path)
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralImageFamily:
+        from gensdk.reference import TrainingReference
 
         path = Path(path)
         manifest = cls.read_own_manifest(path)
@@ -364,9 +386,24 @@ class NeuralImageFamily(ModelFamily):
             raise ModelLoadError(f"weights file {path / WEIGHTS_NAME} lacks the class prior of its {len(model.classes)} classes")
         model.class_prior = prior
         model.net = load_state(model._build(), tensors, path / WEIGHTS_NAME)
+        model.reference = TrainingReference.load(path)
         model.source_path = path
         model.weights_digest = weights_digest(path / WEIGHTS_NAME)
         return model
+
+
+def split_holdout_images(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData | None]:
+    """(images to train on, held-out images or None): a seeded random `fraction`, never trained on. Fewer than
+    MIN_HOLDOUT_IMAGES held out (or fewer left to train on) say too little: then every image is trained on."""
+    import torch
+
+    n_holdout = round(fraction * len(data.pixels))
+    if n_holdout < MIN_HOLDOUT_IMAGES or len(data.pixels) - n_holdout < MIN_HOLDOUT_IMAGES:
+        return data, None
+    held = torch.zeros(len(data.pixels), dtype=torch.bool)
+    held[torch.as_tensor(np.random.default_rng(seed).choice(len(data.pixels), n_holdout, replace=False))] = True
+    return (ImageData(data.pixels[~held], data.labels[~held], data.classes),
+            ImageData(data.pixels[held], data.labels[held], data.classes))
 
 
 def _on_device(module: Any, device: str) -> bool:

@@ -14,6 +14,13 @@ a model that generalises has reason to be.
 
 Nearest neighbours are found with torch on the engine's device in blocks of query rows sized to a memory budget,
 so 100,000 rows against 30,000 training rows never hold more than one (block x training rows) matrix.
+
+An `ImageReference` is the same machinery for image families: its vectors are flattened pixels in [0, 1],
+area-averaged down to at most `IMAGE_SIDE` x `IMAGE_SIDE` per channel first, so a reference costs at most
+16 * 16 * 4 bytes = 1 KiB per greyscale image (3 KiB in colour) whatever the training resolution.
+
+    ref = ImageReference.build(train_pixels, holdout_pixels)   # (N, C, H, W) in [0, 1]
+    dcr = ref.distances_to_closest(ref.encode(pixels))
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from gensdk.tabular import TableSchema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["REFERENCE_META", "REFERENCE_NAME", "TrainingReference"]
+__all__ = ["IMAGE_SIDE", "REFERENCE_META", "REFERENCE_NAME", "ImageReference", "TrainingReference"]
 
 REFERENCE_NAME = "reference.safetensors"
 REFERENCE_META = "reference.json"
@@ -44,11 +51,16 @@ EXACT_TOLERANCE = 1e-3
 BIG_GROUP = 256
 # Random odd 64-bit multipliers for row hashing; fixed so hashes agree between runs and machines.
 _HASH_SEED = 0x5EED
+# Images are compared at most this many pixels a side: copies (even noisy ones) stay copies when area-averaged,
+# and the reference stays small (1 KiB a greyscale image) at any training resolution.
+IMAGE_SIDE = 16
+# Image distances under this are measured again exactly: well above the matmul form's round-off at 768 values.
+NEAR_RECHECK = 0.1
 
 
 @dataclass
 class TrainingReference:
-    schema: TableSchema
+    schema: TableSchema | None  # None for a reference of images (ImageReference)
     center: np.ndarray  # (numeric,) float64: training means of the numeric columns
     scale: np.ndarray  # (numeric,) float64: training deviations (1 for constant columns)
     training: np.ndarray  # (n_train, width) float32
@@ -139,6 +151,8 @@ class TrainingReference:
         return float(np.sqrt(2.0)) if self._n_numeric() < self.width else float("inf")
 
     def _n_numeric(self) -> int:
+        if self.schema is None:  # vectors without categories (images): every column is a number
+            return self.width
         return sum(1 for c in self.schema.columns if c.numeric)
 
     def _on(self, device: str) -> Any:
@@ -205,9 +219,13 @@ class TrainingReference:
         tensors = {"training": self.training, "holdout": self.holdout, "holdout_dcr": self.holdout_dcr,
                    "center": self.center, "scale": self.scale}
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path / REFERENCE_NAME))
-        meta = {"format_version": FORMAT_VERSION, "schema": self.schema.to_json(), "training_rows": len(self.training),
-                "holdout_rows": len(self.holdout), "width": self.width}
+        meta = {"format_version": FORMAT_VERSION, "training_rows": len(self.training),
+                "holdout_rows": len(self.holdout), "width": self.width, **self._describe()}
         (path / REFERENCE_META).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+
+    def _describe(self) -> dict[str, Any]:
+        """What the json beside the vectors needs to encode new rows the same way."""
+        return {"schema": self.schema.to_json() if self.schema else None}
 
     @classmethod
     def exists(cls, path: str | Path) -> bool:
@@ -231,6 +249,8 @@ class TrainingReference:
         tensors = _read_tensors(path / REFERENCE_NAME)
         try:
             meta = json.loads((path / REFERENCE_META).read_text(encoding="utf-8"))
+            if meta.get("kind") == "image":
+                return ImageReference.from_saved(tensors, meta, path)
             schema = TableSchema.from_json(meta["schema"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{path / REFERENCE_META} is missing or corrupted: {exc}") from None
@@ -241,13 +261,79 @@ class TrainingReference:
         return ref
 
 
-def nearest_distances(queries: np.ndarray, training: Any, block_bytes: int = DEFAULT_BLOCK_BYTES, direct: bool = False) -> np.ndarray:
+@dataclass
+class ImageReference(TrainingReference):
+    """Training and held-out images as vectors: pixels area-averaged to `shape` (C, h, w), then flattened."""
+
+    shape: tuple[int, int, int] = (0, 0, 0)
+
+    @classmethod
+    def build_images(cls, training: Any, holdout: Any, device: str = "cpu") -> ImageReference:
+        """From (N, C, H, W) pixel tensors in [0, 1]; the held-out images' DCRs are measured once, here."""
+        if len(training) == 0 or len(holdout) == 0:
+            raise DataError(f"an image reference needs training and held-out images (got {len(training)} and {len(holdout)})")
+        c, h, w = (int(v) for v in training.shape[1:])
+        empty = np.zeros((0, 0), np.float32)
+        ref = cls(None, np.zeros(0), np.zeros(0), empty, empty, shape=(c, min(h, IMAGE_SIDE), min(w, IMAGE_SIDE)))
+        ref.training = ref.encode(training)
+        ref.holdout = ref.encode(holdout)
+        ref.holdout_dcr = ref.distances_to_closest(ref.holdout, device=device)
+        return ref
+
+    def encode(self, images: Any) -> np.ndarray:  # type: ignore[override]
+        """Images as float32 vectors: a (N, C, H, W) tensor or array, or a sequence of (C, H, W) ones (any device),
+        area-averaged to the reference's size. Other channel counts are a DataError naming both shapes."""
+        import torch
+
+        if not isinstance(images, torch.Tensor):
+            images = torch.stack([torch.as_tensor(np.asarray(i) if not isinstance(i, torch.Tensor) else i) for i in images]) \
+                if len(images) else torch.zeros((0, *self.shape))
+        images = images.detach().to("cpu", torch.float32)
+        if images.ndim != 4 or images.shape[1] != self.shape[0]:
+            raise DataError(f"images to check have shape {tuple(images.shape)}; the training images had {self.shape[0]} "
+                            "channel(s), as (N, C, H, W)")
+        if tuple(images.shape[2:]) != self.shape[1:]:
+            images = torch.nn.functional.adaptive_avg_pool2d(images, self.shape[1:])
+        return np.ascontiguousarray(images.clamp(0, 1).flatten(1).numpy())
+
+    def distances_to_closest(self, rows: Any, device: str = "cpu", block_bytes: int = DEFAULT_BLOCK_BYTES,
+                             cap: float | None = None) -> np.ndarray:
+        """As for tables, with `cap` only cutting off the answer: images have no categories to group by, so every
+        search is one matrix product per block. Its float32 round-off grows with the vector's length (~5e-3 at
+        768 values) and would hide exact copies: a near image's distance is measured again from the difference
+        to its nearest training image (round-off cannot make another image the nearest at that range)."""
+        encoded = rows if isinstance(rows, np.ndarray) else self.encode(rows)
+        nearest = np.empty(len(encoded), np.int64)
+        dcr = nearest_distances(encoded, self._on(device), block_bytes, index=nearest)
+        near = np.flatnonzero(dcr < NEAR_RECHECK)
+        diff = encoded[near].astype(np.float64) - self.training[nearest[near]]
+        dcr[near] = np.sqrt((diff * diff).sum(axis=1))
+        if cap is not None:
+            dcr[dcr >= cap] = np.inf
+        return dcr
+
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": "image", "shape": list(self.shape)}
+
+    @classmethod
+    def from_saved(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any], path: Path) -> ImageReference:
+        shape = tuple(int(v) for v in meta["shape"])
+        ref = cls(None, tensors["center"], tensors["scale"], tensors["training"], tensors["holdout"], tensors["holdout_dcr"], shape=shape)  # type: ignore[arg-type]
+        width = int(np.prod(shape))
+        if len(shape) != 3 or ref.training.shape[1] != width or ref.holdout.shape[1] != width or len(ref.holdout_dcr) != len(ref.holdout):
+            raise ModelLoadError(f"{path / REFERENCE_NAME} does not match its image shape {shape} (width {ref.training.shape[1]})")
+        return ref
+
+
+def nearest_distances(queries: np.ndarray, training: Any, block_bytes: int = DEFAULT_BLOCK_BYTES, direct: bool = False,
+                      index: np.ndarray | None = None) -> np.ndarray:
     """Distance from each query row to its nearest row of `training` (a torch tensor), in query blocks.
 
     Per block: min_j ||x - y_j||^2 = ||x||^2 + min_j (||y_j||^2 - 2 x.y_j), one matrix product and one
     reduction; the square root is taken of the minimum only, not of the whole block. That form loses
     ~1e-3 to float32 round-off on small distances; `direct=True` uses `torch.cdist` on differences instead
-    (exact to float32, several times slower: for the few rows that need it)."""
+    (exact to float32, several times slower: for the few rows that need it). `index`, when given, receives the
+    position of each query's nearest training row."""
     import torch
 
     n = len(queries)
@@ -261,12 +347,13 @@ def nearest_distances(queries: np.ndarray, training: Any, block_bytes: int = DEF
     for start in range(0, n, rows_per_block):
         x = torch.from_numpy(queries[start : start + rows_per_block]).to(training.device)
         if direct:
-            dist = torch.cdist(x, training, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+            dist, where = torch.cdist(x, training, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
             out[start : start + len(x)] = dist.cpu().numpy()
-            continue
-        cross = torch.addmm(y_sq.unsqueeze(0), x, training.T, beta=1.0, alpha=-2.0)
-        best = cross.min(dim=1).values + (x * x).sum(dim=1)
-        out[start : start + len(x)] = best.clamp_min_(0).sqrt_().cpu().numpy()
+        else:
+            cross, where = torch.addmm(y_sq.unsqueeze(0), x, training.T, beta=1.0, alpha=-2.0).min(dim=1)
+            out[start : start + len(x)] = (cross + (x * x).sum(dim=1)).clamp_min_(0).sqrt_().cpu().numpy()
+        if index is not None:
+            index[start : start + len(x)] = where.cpu().numpy()
     return out
 
 

@@ -85,6 +85,7 @@ class DiffusionFamily(ModelFamily):
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.unsafe_load = {"allow_pickle": False, "pickle_weights_loaded": False}
         self.pipeline: Any = None
+        self.reference: Any = None  # the memorisation reference of a model gensdk trained (gensdk.reference)
         # One sampler at a time per model: a scheduler holds per-call state (timesteps, step index).
         self._lock = threading.RLock()
         self._schedulers: dict[str, Any] = {}
@@ -364,14 +365,20 @@ class DiffusionFamily(ModelFamily):
         """Train a small DDPM (optionally class-conditional) on images: 'digits', a folder, or ImageData."""
         from gensdk_diffusion.train import TrainOptions, train
 
-        pipeline, metadata = train(data, TrainOptions.parse(self.train_options), progress)
+        pipeline, metadata, self.reference = train(data, TrainOptions.parse(self.train_options), progress)
         self._attach(pipeline)
         self.metadata = metadata
         self.source_path, self.weights_digest = None, None
         return self
 
+    def training_reference(self) -> Any:
+        return self.reference
+
     def save(self, path: str | Path) -> Path:
-        """A standard diffusers directory (model_index.json, component folders, safetensors) plus gensdk_model.json."""
+        """A standard diffusers directory (model_index.json, component folders, safetensors) plus gensdk_model.json
+        (and the memorisation reference of a model gensdk trained)."""
+        from gensdk.reference import TrainingReference
+
         if self.pipeline is None:
             raise RequestError("nothing to save: this diffusion model has no weights yet")
         path = Path(path)
@@ -379,6 +386,7 @@ class DiffusionFamily(ModelFamily):
         with loading.quiet_diffusers():
             self.pipeline.save_pretrained(path, safe_serialization=True)
         write_manifest(path, type(self), {"pipeline": type(self.pipeline).__name__, **self.metadata})
+        TrainingReference.save_or_clear(self.reference, path)
         _, components = loading.pipeline_spec(path)
         self.weights_digest = loading.weights_digest(path, loading.weight_files(path, components, False)[0])
         return path
@@ -386,6 +394,8 @@ class DiffusionFamily(ModelFamily):
     @classmethod
     def load(cls, path: str | Path, allow_pickle: bool = False, trust_remote_code: bool = False) -> DiffusionFamily:
         """Load a local diffusers pipeline directory; refuses pickle weights unless allowed, and remote code always."""
+        from gensdk.reference import TrainingReference
+
         path = Path(path)
         if not path.is_dir():
             raise ModelLoadError(f"model directory {path} does not exist or is not a directory")
@@ -399,6 +409,7 @@ class DiffusionFamily(ModelFamily):
         loading.check_safetensors(files)
         pipeline = loading.from_pretrained(path, pickled)
         family = cls(pipeline, metadata=metadata)
+        family.reference = TrainingReference.load(path)
         family.source_path = path
         family.weights_digest = loading.weights_digest(path, files)
         family.unsafe_load = {"allow_pickle": allow_pickle, "pickle_weights_loaded": pickled}

@@ -60,6 +60,10 @@ class TrainOptions(BaseModel):
     # Class-conditional models' default guidance. 1 (none) measured best on digits: after 580 steps a classifier
     # of real digits labels 91% as the class asked for at 1, 81% at 2 (benchmarks/bench_diffusion_digits.py).
     guidance_scale: float = Field(1.0, ge=0, le=100)
+    # Share of the images kept out of training as the memorisation reference's fresh images (at least 50, else
+    # none are held out and no reference is kept), as the GAN and VAE image families do. 0 trains on every
+    # image and keeps no reference: the memorisation policy then refuses the model.
+    holdout_fraction: float = Field(0.05, ge=0, lt=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
     license: str | None = None
@@ -110,19 +114,26 @@ def build_unet(size: tuple[int, int], channels: int, widths: list[int], classes:
     )
 
 
-def train(data: Any, options: TrainOptions, progress: Progress | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train on `data` ('digits', an image folder, ImageData or (pixels, labels)); return the DDPMPipeline and
-    the metadata for gensdk_model.json."""
+def train(data: Any, options: TrainOptions, progress: Progress | None = None) -> tuple[Any, dict[str, Any], Any]:
+    """Train on `data` ('digits', an image folder, ImageData or (pixels, labels)); return the DDPMPipeline, the
+    metadata for gensdk_model.json and the memorisation reference (an ImageReference of the images as the
+    network saw them, resized, against a held-out share; None when too few images to hold any out)."""
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler
 
     from gensdk.device import resolve_device
-    from gensdk.images import as_image_data
+    from gensdk.images import as_image_data, split_holdout_images
+    from gensdk.reference import ImageReference
 
     data = as_image_data(data)
     if len(data.pixels) < 2:
         raise DataError(f"{len(data.pixels)} image is too few to train a diffusion model (at least 2)")
+    data, holdout = split_holdout_images(data, options.holdout_fraction, options.seed)
     images = prepare_images(data.pixels, options.size, len(options.widths))
+    reference = None
+    if holdout is not None:  # compared in [0, 1] at the generated size: what the model's outputs will be
+        held = prepare_images(holdout.pixels, options.size, len(options.widths))
+        reference = ImageReference.build_images((images + 1) / 2, (held + 1) / 2)
     classes = list(data.classes) if options.class_conditional else None
     device = resolve_device(options.device)
     scheduler = DDPMScheduler(num_train_timesteps=options.train_timesteps, beta_schedule="squaredcos_cap_v2",
@@ -135,7 +146,9 @@ def train(data: Any, options: TrainOptions, progress: Progress | None = None) ->
     figures = _Trainer(unet, scheduler, options, device).run(images, data.labels, classes is not None, progress)
     unet.to("cpu").eval()
     pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
-    return pipeline, _metadata(data, images, options, figures)
+    metadata = _metadata(data, images, options, figures)
+    metadata["training"]["holdout_images"] = 0 if holdout is None else len(holdout.pixels)
+    return pipeline, metadata, reference
 
 
 class _Trainer:

@@ -78,12 +78,16 @@ def write_report(model_dir: str | Path, report: dict[str, Any]) -> Path:
 
 
 def _sample(model: Any, n: int, seed: int, device: str) -> Any:
+    """`n` outputs of the model as its reference encodes them: one table, or a list of images."""
     import pandas as pd
 
     request = Request(n=n, seed=seed)
     context = GenerationContext(request=request, seed=seed, device=device, dtype="float32",
                                 modality=model.modality, model_info=model.identity(), model=model)
-    return pd.concat([o.frame for o in model.generate(request, context)], ignore_index=True)
+    outputs = model.generate(request, context)
+    if model.modality == "image":
+        return [o.pixels for o in outputs]
+    return pd.concat([o.frame for o in outputs], ignore_index=True)
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
