@@ -203,10 +203,10 @@ class _Replay:
     """Wraps a ready-made frame as a table family: the 'generator' that memorised its training rows."""
 
     def __new__(cls, frame, model):
-        from gensdk.family import ModelFamily
         from gensdk.outputs import TableOutput
+        from gensdk.testing import InMemoryFamily
 
-        class Replay(ModelFamily):
+        class Replay(InMemoryFamily):
             id = "replay-rows"
             modality = "table"
             default_batch_size = 10**7
@@ -214,17 +214,7 @@ class _Replay:
             def _generate(self, request, params, context):
                 return [TableOutput(frame.iloc[: request.n].copy())]
 
-            def training_reference(self):
-                return model.training_reference()
-
-            def save(self, path):
-                raise NotImplementedError
-
-            @classmethod
-            def load(cls, path):
-                raise NotImplementedError
-
-        return Replay()
+        return Replay(model.training_reference())
 
 
 if __name__ == "__main__":

@@ -60,11 +60,11 @@ class CopyImages:
     def make(training, reference, noise: float):
         import torch
 
-        from gensdk.family import ModelFamily
         from gensdk.outputs import ImageOutput
+        from gensdk.testing import InMemoryFamily
 
-        class Copy(ModelFamily):
-            id, version, modality, default_batch_size = "copy-images", "1", "image", 100_000
+        class Copy(InMemoryFamily):
+            id, modality, default_batch_size = "copy-images", "image", 100_000
 
             def _generate(self, request, params, context):
                 gen = torch.Generator().manual_seed(context.seed)
@@ -72,17 +72,7 @@ class CopyImages:
                 noisy = training[picked] + noise * torch.randn(request.n, *training.shape[1:], generator=gen)
                 return [ImageOutput(p) for p in noisy.clamp(0, 1)]
 
-            def training_reference(self):
-                return reference
-
-            def save(self, path):
-                raise NotImplementedError
-
-            @classmethod
-            def load(cls, path):
-                raise NotImplementedError
-
-        return Copy()
+        return Copy(reference)
 
 
 def check_seconds(reference, pixels, quantile: float, device: str) -> tuple[float, float]:

@@ -69,7 +69,8 @@ def train(out: Path, budget_s: float) -> Any:
 
 def describe_training(model: Any) -> str:
     t = model.metadata["training"]
-    return (f"{model.kind} DDPM, 1,797 digits at 16x16: {t['steps']} steps in {t['seconds']:.0f} s, "
+    return (f"{model.kind} DDPM, {t['images']:,} digits at 16x16 ({t['holdout_images']} more held out): "
+            f"{t['steps']} steps in {t['seconds']:.0f} s, "
             f"loss {t['loss_history'][0]:.3f} -> {t['final_loss']:.3f}")
 
 

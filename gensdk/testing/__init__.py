@@ -11,6 +11,7 @@
 """
 
 from gensdk.testing.doubles import (
+    InMemoryFamily,
     KeywordPolicy,
     MarkerProcessor,
     MockFamily,
@@ -23,6 +24,7 @@ from gensdk.testing.doubles import (
 from gensdk.testing.helpers import make_engine
 
 __all__ = [
+    "InMemoryFamily",
     "KeywordPolicy",
     "MarkerProcessor",
     "MockFamily",

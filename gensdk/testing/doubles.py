@@ -59,6 +59,27 @@ class MockFamily(ModelFamily):
         return model
 
 
+class InMemoryFamily(ModelFamily):
+    """Base of a family that exists only in memory, as tests and benchmarks build them (a "generator" that
+    replays its training rows, say): it hands policies the training reference it was given (the memorisation
+    policy asks for it) and cannot be saved or loaded. A subclass supplies `id`, `modality` and `_generate`."""
+
+    version: ClassVar[str] = "1"
+
+    def __init__(self, reference: Any = None) -> None:
+        self.reference = reference
+
+    def training_reference(self) -> Any:
+        return self.reference
+
+    def save(self, path: str | Path) -> Path:
+        raise NotImplementedError(f"family {self.id!r} lives in memory only: it cannot be saved")
+
+    @classmethod
+    def load(cls, path: str | Path) -> InMemoryFamily:
+        raise NotImplementedError(f"family {cls.id!r} lives in memory only: it cannot be loaded")
+
+
 class NoopPolicy(Policy):
     """Implements every pipeline hook and does nothing: measures the pipeline's own cost."""
 

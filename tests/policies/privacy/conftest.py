@@ -44,16 +44,16 @@ def make_copy_family(training, reference, noise=0.0, copy_share=1.0, fallback=No
     import numpy as np
     import pandas as pd
 
-    from gensdk.family import ModelFamily
     from gensdk.outputs import TableOutput
+    from gensdk.testing import InMemoryFamily
 
-    class CopyFamily(ModelFamily):
+    class CopyFamily(InMemoryFamily):
         id = "copy"
-        version = "1"
         modality = "table"
         default_batch_size = 100_000  # one table per request, like the GMM
 
         def __init__(self):
+            super().__init__(reference)
             self.calls = 0
 
         def _generate(self, request, params, context):
@@ -69,16 +69,6 @@ def make_copy_family(training, reference, noise=0.0, copy_share=1.0, fallback=No
                 sub = request.model_copy(update={"n": request.n - copies})
                 frame = pd.concat([frame, fallback.generate(sub, context)[0].frame], ignore_index=True)
             return [TableOutput(frame)]
-
-        def training_reference(self):
-            return reference
-
-        def save(self, path):
-            raise NotImplementedError
-
-        @classmethod
-        def load(cls, path):
-            raise NotImplementedError
 
     return CopyFamily()
 

@@ -66,17 +66,17 @@ def copy_family(training: ImageData, reference, noise: float = 0.01, copy_share:
     `fallback` (a real model)."""
     import torch
 
-    from gensdk.family import ModelFamily
     from gensdk.outputs import ImageOutput
+    from gensdk.testing import InMemoryFamily
 
-    class CopyImages(ModelFamily):
+    class CopyImages(InMemoryFamily):
         id = "copy-images"
-        version = "1"
         modality = "image"
         conditional = True  # takes (and ignores) a class, so the policy asks replacements for the copied class
         default_batch_size = 10_000  # one micro-batch per request
 
         def __init__(self):
+            super().__init__(reference)
             self.calls = 0
 
         def _generate(self, request, params, context):
@@ -90,16 +90,6 @@ def copy_family(training: ImageData, reference, noise: float = 0.01, copy_share:
                 sub = request.model_copy(update={"n": request.n - copies})
                 outputs += fallback.generate(sub, dataclasses.replace(context, request=sub))
             return outputs
-
-        def training_reference(self):
-            return reference
-
-        def save(self, path):
-            raise NotImplementedError
-
-        @classmethod
-        def load(cls, path):
-            raise NotImplementedError
 
     return CopyImages()
 
